@@ -1,0 +1,1 @@
+"""The CRM backend: teams, contacts, deals, tickets, timeline; outbox + webhook delivery."""

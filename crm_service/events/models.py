@@ -1,0 +1,55 @@
+"""The transactional outbox and the delivery log.
+
+An :class:`OutboxEvent` is written in the same transaction as the change it reports.
+``kind`` says which task handles it: ``webhook`` (signed delivery to the team's
+Omnichannel link) or ``timeline_note`` (the chat-history note). The webhook body is
+stored as the exact bytes that are signed and resent on every attempt.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm_service.database import Base, UTCDateTime, utcnow
+
+
+class OutboxEvent(Base):
+    __tablename__ = "outbox_events"
+    __table_args__ = (
+        Index("ix_outbox_events_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_outbox_events_kind_status", "kind", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(String(64), unique=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    event_type: Mapped[str] = mapped_column(String(64))
+    record_kind: Mapped[str] = mapped_column(String(10))
+    record_id: Mapped[int] = mapped_column(Integer)
+    room_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    body: Mapped[str | None] = mapped_column(Text, default=None)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    outbox_event_id: Mapped[int] = mapped_column(
+        ForeignKey("outbox_events.id", ondelete="CASCADE"), index=True
+    )
+    status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    response_excerpt: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
