@@ -16,7 +16,9 @@ DEFAULT_RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 10800, 21600)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CRM_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CRM_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     database_url: str = "sqlite+aiosqlite:///./var/crm.db"
     admin_key: str = "dev-crm-admin-key"

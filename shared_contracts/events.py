@@ -60,16 +60,16 @@ Money = Annotated[
 ]
 
 
-class _Payload(BaseModel):
+class Payload(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class NamedRef(_Payload):
+class NamedRef(Payload):
     id: int
     name: str
 
 
-class _RecordIdentity(_Payload):
+class _RecordIdentity(Payload):
     id: int
     company_id: str
     channel_integration_room_id: str
@@ -108,7 +108,7 @@ class TicketDeleteData(_RecordIdentity):
     unique_ticket_id: str | None = None
 
 
-PAYLOAD_MODELS: dict[EventType, type[_Payload]] = {
+PAYLOAD_MODELS: dict[EventType, type[Payload]] = {
     EventType.DEAL_CREATE: DealData,
     EventType.DEAL_UPDATE: DealData,
     EventType.DEAL_DELETE: DealDeleteData,
@@ -131,7 +131,7 @@ class EventEnvelope(BaseModel):
         return PAYLOAD_MODELS[self.type].model_validate(self.data)  # type: ignore[return-value]
 
 
-def build_envelope(event_type: EventType, data: _Payload, *, at: datetime | None = None) -> str:
+def build_envelope(event_type: EventType, data: Payload, *, at: datetime | None = None) -> str:
     """Serialise one event body; the exact bytes are stored and signed, and resent as is."""
     envelope = {
         "type": str(event_type),

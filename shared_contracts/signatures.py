@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 TOLERANCE_SECONDS = 5 * 60
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the format prefix, not a secret
 
 
 class SignatureError(Exception):

@@ -42,8 +42,12 @@ def migrate(section: str, url: str) -> None:
 def create_template(section: str) -> str:
     """A migrated database to copy from; its name is unique to this test process."""
     name = f"tpl_{section}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with _admin_connection() as connection, connection.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
+    connection = _admin_connection()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        connection.close()
     migrate(section, async_url(name))
     return name
 

@@ -1,0 +1,212 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_service.database import utcnow
+from crm_service.deals.models import Deal, DealContact
+from crm_service.deals.schemas import DealCreate, DealRead, DealUpdate
+from crm_service.errors import NotFound
+from crm_service.pipelines.models import Pipeline, Stage
+from crm_service.pipelines.service import pipeline_service
+from crm_service.records.service import RecordContext, RecordService, creator_name, parse_creator
+from shared_contracts.events import DealData, DealDeleteData, NamedRef, RecordKind
+
+
+class DealService(RecordService[Deal]):
+    kind = RecordKind.DEAL
+    model = Deal
+    link_model = DealContact
+    link_column = "deal_id"
+    preview_fields = frozenset({"name", "stage_id", "pipeline_id", "size", "status"})
+    url_segment = "deals"
+
+    async def create(
+        self, session: AsyncSession, context: RecordContext, body: DealCreate
+    ) -> DealRead:
+        team_id = context.caller.team.id
+        pipeline, stage = await pipeline_service.resolve(
+            session,
+            team_id,
+            pipeline_id=body.crm_pipeline_id,
+            stage_id=body.crm_stage_id,
+            pipeline_name=body.crm_pipeline_name,
+            stage_name=body.crm_stage_name,
+        )
+        now = utcnow()
+        deal = Deal(
+            team_id=team_id,
+            slug=uuid.uuid4().hex,
+            name=body.name,
+            pipeline_id=pipeline.id,
+            stage_id=stage.id,
+            size=body.size,
+            status=body.status,
+            crm_source_id=body.crm_source_id,
+            channel_integration_room_id=body.channel_integration_room_id,
+            creator_flag=parse_creator(body.creator_flag, kind=self.kind),
+            created_by=context.caller.sso_id,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(deal)
+        await session.flush()
+        contact_ids = await self.link_contacts(
+            session, team_id, deal.id, body.crm_lead_ids, body.contact_id
+        )
+        await self.created(
+            session, context, deal, lambda: self.event_data(context, deal, pipeline, stage)
+        )
+        return self.read(context, deal, pipeline, stage, sorted(contact_ids))
+
+    async def fetch(self, session: AsyncSession, context: RecordContext, deal_id: int) -> DealRead:
+        deal, pipeline, stage = await self._load(session, context.caller.team.id, deal_id)
+        contact_ids = await self.contact_ids(session, deal.id)
+        return self.read(context, deal, pipeline, stage, contact_ids)
+
+    async def update(
+        self, session: AsyncSession, context: RecordContext, deal_id: int, body: DealUpdate
+    ) -> DealRead:
+        team_id = context.caller.team.id
+        given: dict[str, Any] = body.model_dump(include=body.model_fields_set)
+        self.require_values(given, "name", "status")
+        deal, pipeline, stage = await self._load(session, team_id, deal_id, for_update=True)
+        self.check_set_once(deal, given)
+        changes = {
+            field: given[field]
+            for field in ("name", "size", "status", "crm_source_id")
+            if field in given
+        }
+        if any(
+            given.get(field) is not None
+            for field in ("crm_pipeline_id", "crm_stage_id", "crm_pipeline_name", "crm_stage_name")
+        ):
+            pipeline, stage = await self._move(session, team_id, deal, given, pipeline, stage)
+            changes.update(pipeline_id=pipeline.id, stage_id=stage.id)
+        preview_changed = self.apply_changes(deal, changes)
+        await self.link_contacts(
+            session, team_id, deal.id, given.get("crm_lead_ids"), given.get("contact_id")
+        )
+        await session.flush()
+        if preview_changed:
+            await self.updated(
+                session, context, deal, lambda: self.event_data(context, deal, pipeline, stage)
+            )
+        contact_ids = await self.contact_ids(session, deal.id)
+        return self.read(context, deal, pipeline, stage, contact_ids)
+
+    async def _move(
+        self,
+        session: AsyncSession,
+        team_id: int,
+        deal: Deal,
+        given: dict[str, Any],
+        pipeline: Pipeline,
+        stage: Stage,
+    ) -> tuple[Pipeline, Stage]:
+        pipeline_id = given.get("crm_pipeline_id")
+        pipeline_name = given.get("crm_pipeline_name")
+        stage_given = given.get("crm_stage_id") is not None or given.get("crm_stage_name")
+        same_pipeline = pipeline_id == deal.pipeline_id or (
+            pipeline_name is not None and pipeline_name.casefold() == pipeline.name.casefold()
+        )
+        if not stage_given and same_pipeline:
+            return pipeline, stage  # naming the current pipeline keeps the current stage
+        if stage_given and pipeline_id is None and pipeline_name is None:
+            # A stage alone is looked up in the deal's pipeline first, then in the others.
+            pipeline_id = deal.pipeline_id if given.get("crm_stage_id") is None else None
+        return await pipeline_service.resolve(
+            session,
+            team_id,
+            pipeline_id=pipeline_id,
+            stage_id=given.get("crm_stage_id"),
+            pipeline_name=pipeline_name,
+            stage_name=given.get("crm_stage_name"),
+        )
+
+    async def delete(self, session: AsyncSession, context: RecordContext, deal_id: int) -> None:
+        await self.soft_delete(session, context, deal_id)
+
+    async def _load(
+        self, session: AsyncSession, team_id: int, deal_id: int, *, for_update: bool = False
+    ) -> tuple[Deal, Pipeline, Stage]:
+        query = (
+            select(Deal, Pipeline, Stage)
+            .join(Pipeline, Pipeline.id == Deal.pipeline_id)
+            .join(Stage, Stage.id == Deal.stage_id)
+            .where(Deal.id == deal_id, Deal.team_id == team_id, Deal.deleted_at.is_(None))
+        )
+        if for_update:
+            query = query.with_for_update(of=Deal)
+        row = (await session.execute(query)).one_or_none()
+        if row is None:
+            raise NotFound(f"deal {deal_id} not found")
+        deal, pipeline, stage = row
+        return deal, pipeline, stage
+
+    def event_data(
+        self, context: RecordContext, deal: Deal, pipeline: Pipeline, stage: Stage
+    ) -> DealData:
+        return DealData(
+            id=deal.id,
+            slug=deal.slug,
+            company_id=context.caller.team.external_company_id,
+            channel_integration_room_id=deal.channel_integration_room_id or "",
+            name=deal.name,
+            stage=NamedRef(id=stage.id, name=stage.name),
+            pipeline=NamedRef(id=pipeline.id, name=pipeline.name),
+            size=deal.size,
+            status=deal.status,  # type: ignore[arg-type]
+            creator_flag=deal.creator_flag,  # type: ignore[arg-type]
+            creator_name=creator_name(deal),
+            external_url=self.external_url(context.settings, deal),
+            created_at=deal.created_at,
+            updated_at=deal.updated_at,
+            version=deal.version,
+        )
+
+    def delete_data(self, record: Deal, context: RecordContext) -> DealDeleteData:
+        return DealDeleteData(
+            id=record.id,
+            slug=record.slug,
+            company_id=context.caller.team.external_company_id,
+            channel_integration_room_id=record.channel_integration_room_id or "",
+            created_at=record.created_at,
+            version=record.version,
+        )
+
+    def read(
+        self,
+        context: RecordContext,
+        deal: Deal,
+        pipeline: Pipeline,
+        stage: Stage,
+        contact_ids: list[int],
+    ) -> DealRead:
+        return DealRead(
+            id=deal.id,
+            slug=deal.slug,
+            name=deal.name,
+            crm_pipeline_id=pipeline.id,
+            crm_stage_id=stage.id,
+            pipeline=NamedRef(id=pipeline.id, name=pipeline.name),
+            stage=NamedRef(id=stage.id, name=stage.name),
+            size=deal.size,
+            status=deal.status,  # type: ignore[arg-type]
+            crm_source_id=deal.crm_source_id,
+            channel_integration_room_id=deal.channel_integration_room_id,
+            creator_flag=deal.creator_flag,  # type: ignore[arg-type]
+            creator_name=creator_name(deal),
+            crm_lead_ids=contact_ids,
+            external_url=self.external_url(context.settings, deal),
+            created_at=deal.created_at,
+            updated_at=deal.updated_at,
+            version=deal.version,
+        )
+
+
+deal_service = DealService()

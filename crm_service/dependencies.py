@@ -1,0 +1,40 @@
+"""``Annotated`` dependency aliases used by every router."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import BackgroundTasks, Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_service.database import run_after_commit
+from crm_service.events.dispatch import pending_outbox_ids, schedule_dispatch
+from crm_service.settings import Settings
+
+
+def get_settings_from_app(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_session(request: Request, background: BackgroundTasks) -> AsyncIterator[AsyncSession]:
+    """The request's one transaction: commit once when the endpoint returns (before the
+    response is sent), roll back on any error. Outbox rows written in it are handed to
+    the broker only after the commit, and after the response (a slow or absent broker
+    never delays or fails the caller; the outbox sweep catches up)."""
+    async with request.app.state.session_factory() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+        await run_after_commit(session)
+        outbox_ids = pending_outbox_ids(session)
+        if outbox_ids:
+            schedule_dispatch(request.app, background, outbox_ids)
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings_from_app)]

@@ -1,0 +1,81 @@
+"""Writing to the transactional outbox (DESIGN.md §4-§5).
+
+Called by the record services inside the request's transaction: the rows commit with
+the change or not at all, and are handed to the broker after the commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_service.events.dispatch import remember_for_dispatch
+from crm_service.events.models import OutboxEvent
+from crm_service.teams.features import BOT_AI_CREATION_PARITY, FlagCache, is_enabled
+from shared_contracts.events import Action, Payload, RecordKind, build_envelope, event_type_for
+
+WEBHOOK = "webhook"
+TIMELINE_NOTE = "timeline_note"
+
+
+class EmittingRecord(Protocol):
+    id: int
+    team_id: int
+    creator_flag: str | None
+    channel_integration_room_id: str | None
+
+
+def new_webhook_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+async def parity_applies(session: AsyncSession, cache: FlagCache, record: EmittingRecord) -> bool:
+    """Events and notes exist only for bot/AI records in a room, flag on (RFC branch
+    catalog: no room ⇒ no event, no note; no creator flag ⇒ the manual flow, untouched)."""
+    if record.creator_flag is None or not record.channel_integration_room_id:
+        return False
+    return await is_enabled(session, cache, record.team_id, BOT_AI_CREATION_PARITY)
+
+
+async def record_change(
+    session: AsyncSession,
+    *,
+    kind: RecordKind,
+    action: Action,
+    record: EmittingRecord,
+    data: Payload,
+    with_timeline_note: bool = False,
+) -> list[OutboxEvent]:
+    """Add the webhook event (and, on create, the timeline-note job) for one change."""
+    event_type = event_type_for(kind, action)
+    rows = [
+        OutboxEvent(
+            webhook_id=new_webhook_id(),
+            team_id=record.team_id,
+            kind=WEBHOOK,
+            event_type=str(event_type),
+            record_kind=str(kind),
+            record_id=record.id,
+            room_id=record.channel_integration_room_id,
+            body=build_envelope(event_type, data),
+        )
+    ]
+    if with_timeline_note:
+        rows.append(
+            OutboxEvent(
+                webhook_id=new_webhook_id(),
+                team_id=record.team_id,
+                kind=TIMELINE_NOTE,
+                event_type=str(event_type),
+                record_kind=str(kind),
+                record_id=record.id,
+                room_id=record.channel_integration_room_id,
+            )
+        )
+    session.add_all(rows)
+    await session.flush()
+    for row in rows:
+        remember_for_dispatch(session, row.id, row.kind)
+    return rows

@@ -1,0 +1,85 @@
+"""The CRM API: ``uvicorn crm_service.main:app``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from crm_service.contacts.router import router as contacts_router
+from crm_service.database import create_engine, session_factory
+from crm_service.deals.router import router as deals_router
+from crm_service.errors import install_error_handlers
+from crm_service.http import BodySizeLimit
+from crm_service.logs import configure_logging
+from crm_service.pipelines.router import router as pipelines_router
+from crm_service.settings import Settings, get_settings
+from crm_service.teams.features import build_flag_cache
+from crm_service.teams.router import admin_router as teams_admin_router
+from crm_service.teams.router import token_router
+from crm_service.tickets.router import router as tickets_router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.session_factory = session_factory(engine)
+        app.state.flag_cache = build_flag_cache(settings.redis_url)
+        if not hasattr(app.state, "enqueue_outbox"):
+            from crm_service.worker import enqueue_outbox
+
+            app.state.enqueue_outbox = enqueue_outbox
+        try:
+            yield
+        finally:
+            close = getattr(app.state.flag_cache, "close", None)
+            if close is not None:
+                await close()
+            await engine.dispose()
+
+    app = FastAPI(title="CRM service", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    for router in (
+        teams_admin_router,
+        token_router,
+        contacts_router,
+        pipelines_router,
+        deals_router,
+        tickets_router,
+    ):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        try:
+            async with app.state.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as error:
+            return JSONResponse(
+                {"status": "unavailable", "database": type(error).__name__}, status_code=503
+            )
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+app = create_app()

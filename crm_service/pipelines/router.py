@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from crm_service.dependencies import SessionDep
+from crm_service.pipelines.schemas import PipelineList, PipelineRead
+from crm_service.pipelines.service import pipeline_service
+from crm_service.teams.auth import CurrentCaller
+
+router = APIRouter(prefix="/api/v3.1/pipelines", tags=["pipelines"])
+
+
+@router.get("")
+async def list_pipelines(session: SessionDep, caller: CurrentCaller) -> PipelineList:
+    pipelines = await pipeline_service.list(session, caller.team.id)
+    return PipelineList(items=[PipelineRead.model_validate(pipeline) for pipeline in pipelines])

@@ -1,0 +1,204 @@
+"""What deals and tickets share: loading within the tenant, creator flag, contact links,
+version bumps, soft delete, and the events and notes of bot/AI records in a room."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_service.contacts.service import contact_service
+from crm_service.database import utcnow
+from crm_service.errors import NotFound, Unprocessable
+from crm_service.events import outbox
+from crm_service.metrics import count_record_created
+from crm_service.settings import Settings
+from crm_service.teams.auth import Caller
+from crm_service.teams.features import FlagCache
+from shared_contracts.creators import creator_label, parse_creator_flag
+from shared_contracts.events import Action, Payload, RecordKind
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecordContext:
+    """Everything a record operation needs besides the session."""
+
+    caller: Caller
+    settings: Settings
+    flag_cache: FlagCache
+
+
+class RecordRow(Protocol):
+    id: int
+    team_id: int
+    name: str
+    channel_integration_room_id: str | None
+    creator_flag: str | None
+    created_by: str
+    version: int
+    updated_at: Any
+    deleted_at: Any
+
+
+R = TypeVar("R", bound=RecordRow)
+PayloadFactory = Callable[[], Payload]
+
+
+def parse_creator(raw: object, *, kind: RecordKind) -> str | None:
+    """``bot`` | ``agentic_ai``, any case; anything else is stored as null and logged."""
+    flag = parse_creator_flag(raw)
+    if raw is not None and flag is None:
+        log.warning(
+            "unrecognised creator_flag stored as null",
+            extra={"record_kind": str(kind), "creator_flag": str(raw)[:50]},
+        )
+    return None if flag is None else str(flag)
+
+
+def creator_name(record: RecordRow) -> str:
+    return creator_label(record.creator_flag) or record.created_by
+
+
+class RecordService(Generic[R]):
+    kind: ClassVar[RecordKind]
+    model: ClassVar[type[Any]]
+    link_model: ClassVar[type[Any]]
+    link_column: ClassVar[str]
+    preview_fields: ClassVar[frozenset[str]]
+    url_segment: ClassVar[str]
+
+    def external_url(self, settings: Settings, record: R) -> str:
+        return f"{settings.public_url.rstrip('/')}/{self.url_segment}/{record.id}"
+
+    async def get(
+        self, session: AsyncSession, team_id: int, record_id: int, *, for_update: bool = False
+    ) -> R:
+        """The live record of this team; another team's, a deleted or a missing one is 404."""
+        query = select(self.model).where(
+            self.model.id == record_id,
+            self.model.team_id == team_id,
+            self.model.deleted_at.is_(None),
+        )
+        if for_update:
+            query = query.with_for_update()
+        record = await session.scalar(query)
+        if record is None:
+            raise NotFound(f"{self.kind} {record_id} not found")
+        return record  # type: ignore[no-any-return]
+
+    async def contact_ids(self, session: AsyncSession, record_id: int) -> list[int]:
+        link_record = getattr(self.link_model, self.link_column)
+        result = await session.scalars(
+            select(self.link_model.contact_id)
+            .where(link_record == record_id)
+            .order_by(self.link_model.contact_id)
+        )
+        return list(result)
+
+    async def link_contacts(
+        self,
+        session: AsyncSession,
+        team_id: int,
+        record_id: int,
+        crm_lead_ids: list[int] | None,
+        contact_id: int | None,
+    ) -> list[int]:
+        """Union of both fields (OQ-10 settled); unknown ids skipped; re-linking is a no-op.
+        Returns the ids that are this team's contacts."""
+        wanted = list(crm_lead_ids or [])
+        if contact_id is not None:
+            wanted.append(contact_id)
+        found = await contact_service.existing_ids(session, team_id, wanted)
+        if not found:
+            return found
+        rows = [{self.link_column: record_id, "contact_id": contact} for contact in found]
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        await session.execute(insert(self.link_model).values(rows).on_conflict_do_nothing())
+        return found
+
+    def check_set_once(self, record: R, changes: dict[str, Any]) -> None:
+        """The room and the creator flag are fixed at create (DESIGN.md §3)."""
+        if "channel_integration_room_id" in changes and (
+            changes["channel_integration_room_id"] != record.channel_integration_room_id
+        ):
+            raise Unprocessable(
+                "channel_integration_room_id is set at create and cannot change",
+                field="channel_integration_room_id",
+            )
+        if "creator_flag" in changes:
+            flag = parse_creator_flag(changes["creator_flag"])
+            if (None if flag is None else str(flag)) != record.creator_flag:
+                raise Unprocessable(
+                    "creator_flag is set at create and cannot change", field="creator_flag"
+                )
+
+    @staticmethod
+    def require_values(given: dict[str, Any], *fields: str) -> None:
+        for field in fields:
+            if field in given and given[field] is None:
+                raise Unprocessable(f"{field} cannot be null", field=field)
+
+    def apply_changes(self, record: R, changes: dict[str, Any]) -> set[str]:
+        """Set the changed columns; bump ``version`` only when a preview field changed
+        (OQ-8 settled). Returns the names of the preview fields that changed."""
+        changed: set[str] = set()
+        for field, value in changes.items():
+            if getattr(record, field) != value:
+                setattr(record, field, value)
+                changed.add(field)
+        if changed:
+            record.updated_at = utcnow()
+        preview_changed = changed & self.preview_fields
+        if preview_changed:
+            record.version += 1
+        return preview_changed
+
+    async def created(
+        self, session: AsyncSession, context: RecordContext, record: R, data: PayloadFactory
+    ) -> None:
+        count_record_created(str(self.kind), record.creator_flag)
+        if await outbox.parity_applies(session, context.flag_cache, record):
+            await outbox.record_change(
+                session,
+                kind=self.kind,
+                action=Action.CREATE,
+                record=record,
+                data=data(),
+                with_timeline_note=True,
+            )
+
+    async def updated(
+        self, session: AsyncSession, context: RecordContext, record: R, data: PayloadFactory
+    ) -> None:
+        if await outbox.parity_applies(session, context.flag_cache, record):
+            await outbox.record_change(
+                session, kind=self.kind, action=Action.UPDATE, record=record, data=data()
+            )
+
+    async def soft_delete(
+        self, session: AsyncSession, context: RecordContext, record_id: int
+    ) -> None:
+        record = await self.get(session, context.caller.team.id, record_id, for_update=True)
+        record.deleted_at = utcnow()
+        record.updated_at = record.deleted_at
+        record.version += 1
+        await session.flush()
+        if await outbox.parity_applies(session, context.flag_cache, record):
+            await outbox.record_change(
+                session,
+                kind=self.kind,
+                action=Action.DELETE,
+                record=record,
+                data=self.delete_data(record, context),
+            )
+
+    def delete_data(self, record: R, context: RecordContext) -> Payload:
+        raise NotImplementedError

@@ -1,0 +1,105 @@
+"""Per-team feature flags, read through a cache.
+
+Flags are read on every bot/AI write, so they are cached: in Redis when ``REDIS_URL``
+is set (shared by every API process and worker, invalidated on change), otherwise in
+the process with a short TTL (embedded mode). The database stays the source of truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_service.teams.models import TeamFeature
+
+log = logging.getLogger(__name__)
+
+BOT_AI_CREATION_PARITY = "bot_ai_creation_parity"
+KNOWN_FEATURES = frozenset({BOT_AI_CREATION_PARITY})
+CACHE_TTL_SECONDS = 300
+LOCAL_TTL_SECONDS = 5
+
+
+class FlagCache(Protocol):
+    async def get(self, team_id: int, name: str) -> bool | None: ...
+    async def set(self, team_id: int, name: str, enabled: bool) -> None: ...
+    async def invalidate(self, team_id: int, name: str) -> None: ...
+
+
+class LocalFlagCache:
+    def __init__(self, ttl_seconds: float = LOCAL_TTL_SECONDS) -> None:
+        self._ttl = ttl_seconds
+        self._entries: dict[tuple[int, str], tuple[float, bool]] = {}
+
+    async def get(self, team_id: int, name: str) -> bool | None:
+        entry = self._entries.get((team_id, name))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    async def set(self, team_id: int, name: str, enabled: bool) -> None:
+        self._entries[(team_id, name)] = (time.monotonic() + self._ttl, enabled)
+
+    async def invalidate(self, team_id: int, name: str) -> None:
+        self._entries.pop((team_id, name), None)
+
+
+class RedisFlagCache:
+    """Key ``crm:feature:{team_id}:{name}`` = "1" / "0". A Redis failure falls back to the
+    database (logged), never fails the request."""
+
+    def __init__(self, url: str, ttl_seconds: int = CACHE_TTL_SECONDS) -> None:
+        from redis.asyncio import Redis
+
+        self._redis = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._ttl = ttl_seconds
+
+    @staticmethod
+    def _key(team_id: int, name: str) -> str:
+        return f"crm:feature:{team_id}:{name}"
+
+    async def get(self, team_id: int, name: str) -> bool | None:
+        try:
+            value = await self._redis.get(self._key(team_id, name))
+        except Exception as error:
+            log.warning("feature cache unavailable", extra={"error": repr(error)})
+            return None
+        return None if value is None else value == b"1"
+
+    async def set(self, team_id: int, name: str, enabled: bool) -> None:
+        try:
+            await self._redis.set(self._key(team_id, name), "1" if enabled else "0", ex=self._ttl)
+        except Exception as error:
+            log.warning("feature cache unavailable", extra={"error": repr(error)})
+
+    async def invalidate(self, team_id: int, name: str) -> None:
+        try:
+            await self._redis.delete(self._key(team_id, name))
+        except Exception as error:
+            log.warning("feature cache invalidation failed", extra={"error": repr(error)})
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def build_flag_cache(redis_url: str | None) -> FlagCache:
+    return RedisFlagCache(redis_url) if redis_url else LocalFlagCache()
+
+
+async def is_enabled(session: AsyncSession, cache: FlagCache, team_id: int, name: str) -> bool:
+    cached = await cache.get(team_id, name)
+    if cached is not None:
+        return cached
+    enabled = bool(
+        await session.scalar(
+            select(TeamFeature.enabled).where(
+                TeamFeature.team_id == team_id, TeamFeature.name == name
+            )
+        )
+    )
+    await cache.set(team_id, name, enabled)
+    return enabled

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, status
+
+from crm_service.dependencies import SessionDep, SettingsDep
+from crm_service.teams.auth import AdminOnly
+from crm_service.teams.schemas import (
+    FeatureIn,
+    FeatureOut,
+    OmnichannelLinkIn,
+    OmnichannelLinkOut,
+    TeamCreate,
+    TeamCreated,
+    TokenIssued,
+    TokenRequest,
+)
+from crm_service.teams.service import team_service
+
+admin_router = APIRouter(prefix="/admin/teams", tags=["admin"], dependencies=[AdminOnly])
+token_router = APIRouter(prefix="/api/v3.1/teams", tags=["auth"])
+
+
+@admin_router.post("", status_code=status.HTTP_201_CREATED)
+async def create_team(body: TeamCreate, session: SessionDep, settings: SettingsDep) -> TeamCreated:
+    team, api_key, access_token = await team_service.create(
+        session,
+        name=body.name,
+        external_company_id=body.external_company_id,
+        token_ttl=settings.token_ttl_seconds,
+    )
+    return TeamCreated(
+        id=team.id,
+        name=team.name,
+        external_company_id=team.external_company_id,
+        api_key=api_key,
+        access_token=access_token,
+        expires_in=settings.token_ttl_seconds,
+    )
+
+
+@admin_router.put("/{team_id}/omnichannel")
+async def link_omnichannel(
+    team_id: int, body: OmnichannelLinkIn, session: SessionDep
+) -> OmnichannelLinkOut:
+    link = await team_service.link_omnichannel(session, team_id, body)
+    return OmnichannelLinkOut(
+        team_id=link.team_id,
+        base_url=link.base_url,
+        public_url=link.public_url,
+        secret_rotated_at=link.secret_rotated_at,
+        updated_at=link.updated_at,
+    )
+
+
+@admin_router.put("/{team_id}/features/{flag}")
+async def set_feature(
+    team_id: int, flag: str, body: FeatureIn, session: SessionDep, request: Request
+) -> FeatureOut:
+    feature = await team_service.set_feature(
+        session, request.app.state.flag_cache, team_id, flag, body.enabled
+    )
+    return FeatureOut(
+        team_id=team_id, flag=feature.name, enabled=feature.enabled, updated_at=feature.updated_at
+    )
+
+
+@token_router.post("/company_token")
+async def refresh_company_token(
+    body: TokenRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    x_crm_api_key: Annotated[str | None, Header()] = None,
+) -> TokenIssued:
+    token = await team_service.refresh_token(
+        session, api_key=x_crm_api_key, sso_id=body.sso_id, ttl_seconds=settings.token_ttl_seconds
+    )
+    return TokenIssued(access_token=token, expires_in=settings.token_ttl_seconds)

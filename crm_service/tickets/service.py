@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_service.database import utcnow
+from crm_service.records.service import RecordContext, RecordService, creator_name, parse_creator
+from crm_service.teams.service import team_service
+from crm_service.tickets.models import Ticket, TicketContact
+from crm_service.tickets.schemas import TicketCreate, TicketRead, TicketUpdate
+from shared_contracts.events import RecordKind, TicketData, TicketDeleteData
+
+
+def format_ticket_number(number: int) -> str:
+    return f"TCK-{number:06d}"
+
+
+class TicketService(RecordService[Ticket]):
+    kind = RecordKind.TICKET
+    model = Ticket
+    link_model = TicketContact
+    link_column = "ticket_id"
+    preview_fields = frozenset({"name", "status", "priority"})
+    url_segment = "tickets"
+
+    async def create(
+        self, session: AsyncSession, context: RecordContext, body: TicketCreate
+    ) -> TicketRead:
+        team_id = context.caller.team.id
+        number = await team_service.next_ticket_number(session, team_id)
+        now = utcnow()
+        ticket = Ticket(
+            team_id=team_id,
+            unique_ticket_id=format_ticket_number(number),
+            name=body.name,
+            description=body.description,
+            status=body.status,
+            priority=body.priority,
+            channel_integration_room_id=body.channel_integration_room_id,
+            creator_flag=parse_creator(body.creator_flag, kind=self.kind),
+            created_by=context.caller.sso_id,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(ticket)
+        await session.flush()
+        contact_ids = await self.link_contacts(
+            session, team_id, ticket.id, body.crm_lead_ids, body.contact_id
+        )
+        await self.created(session, context, ticket, lambda: self.event_data(context, ticket))
+        return self.read(context, ticket, sorted(contact_ids))
+
+    async def fetch(
+        self, session: AsyncSession, context: RecordContext, ticket_id: int
+    ) -> TicketRead:
+        ticket = await self.get(session, context.caller.team.id, ticket_id)
+        return self.read(context, ticket, await self.contact_ids(session, ticket.id))
+
+    async def update(
+        self, session: AsyncSession, context: RecordContext, ticket_id: int, body: TicketUpdate
+    ) -> TicketRead:
+        team_id = context.caller.team.id
+        given: dict[str, Any] = body.model_dump(include=body.model_fields_set)
+        self.require_values(given, "name", "status", "priority")
+        ticket = await self.get(session, team_id, ticket_id, for_update=True)
+        self.check_set_once(ticket, given)
+        changes = {
+            field: given[field]
+            for field in ("name", "description", "status", "priority")
+            if field in given
+        }
+        preview_changed = self.apply_changes(ticket, changes)
+        await self.link_contacts(
+            session, team_id, ticket.id, given.get("crm_lead_ids"), given.get("contact_id")
+        )
+        await session.flush()
+        if preview_changed:
+            await self.updated(session, context, ticket, lambda: self.event_data(context, ticket))
+        return self.read(context, ticket, await self.contact_ids(session, ticket.id))
+
+    async def delete(self, session: AsyncSession, context: RecordContext, ticket_id: int) -> None:
+        await self.soft_delete(session, context, ticket_id)
+
+    def event_data(self, context: RecordContext, ticket: Ticket) -> TicketData:
+        return TicketData(
+            id=ticket.id,
+            unique_ticket_id=ticket.unique_ticket_id,
+            company_id=context.caller.team.external_company_id,
+            channel_integration_room_id=ticket.channel_integration_room_id or "",
+            name=ticket.name,
+            description=ticket.description,
+            status=ticket.status,  # type: ignore[arg-type]
+            priority=ticket.priority,  # type: ignore[arg-type]
+            creator_flag=ticket.creator_flag,  # type: ignore[arg-type]
+            creator_name=creator_name(ticket),
+            external_url=self.external_url(context.settings, ticket),
+            created_at=ticket.created_at,
+            updated_at=ticket.updated_at,
+            version=ticket.version,
+        )
+
+    def delete_data(self, record: Ticket, context: RecordContext) -> TicketDeleteData:
+        return TicketDeleteData(
+            id=record.id,
+            unique_ticket_id=record.unique_ticket_id,
+            company_id=context.caller.team.external_company_id,
+            channel_integration_room_id=record.channel_integration_room_id or "",
+            created_at=record.created_at,
+            version=record.version,
+        )
+
+    def read(self, context: RecordContext, ticket: Ticket, contact_ids: list[int]) -> TicketRead:
+        return TicketRead(
+            id=ticket.id,
+            unique_ticket_id=ticket.unique_ticket_id,
+            name=ticket.name,
+            description=ticket.description,
+            status=ticket.status,  # type: ignore[arg-type]
+            priority=ticket.priority,  # type: ignore[arg-type]
+            channel_integration_room_id=ticket.channel_integration_room_id,
+            creator_flag=ticket.creator_flag,  # type: ignore[arg-type]
+            creator_name=creator_name(ticket),
+            crm_lead_ids=contact_ids,
+            external_url=self.external_url(context.settings, ticket),
+            created_at=ticket.created_at,
+            updated_at=ticket.updated_at,
+            version=ticket.version,
+        )
+
+
+ticket_service = TicketService()
