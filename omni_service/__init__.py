@@ -1,0 +1,1 @@
+"""The chat inbox backend: organizations, rooms, messages, CRM previews, received events."""

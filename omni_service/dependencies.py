@@ -1,0 +1,18 @@
+"""``Annotated`` dependency aliases shared by the routers (the session's is in database.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from omni_service.settings import Settings
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings the app was created with (tests pass their own)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]

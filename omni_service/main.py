@@ -1,0 +1,50 @@
+"""The Omni API: ``omni_service.main:app`` (DESIGN.md §7, §8)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from omni_service import health, metrics
+from omni_service.database import create_engine, session_factory
+from omni_service.errors import install_error_handlers
+from omni_service.organizations.router import router as organizations_router
+from omni_service.previews.router import router as previews_router
+from omni_service.receiver.router import router as receiver_router
+from omni_service.rooms.router import router as rooms_router
+from omni_service.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # One engine per process, created on startup (not import) so that forked workers
+        # and test apps each get their own pool.
+        engine = create_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.session_factory = session_factory(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(title="Omni (chat inbox)", version="1.0.0", lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    for router in (
+        health.router,
+        metrics.router,
+        organizations_router,
+        receiver_router,
+        previews_router,
+        rooms_router,
+    ):
+        app.include_router(router)
+    return app
+
+
+app = create_app()

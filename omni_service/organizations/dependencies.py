@@ -1,0 +1,40 @@
+"""Who is calling: the operator (``X-Admin-Key``) or an organization (bearer token)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Header
+
+from omni_service.database import SessionDep
+from omni_service.dependencies import SettingsDep
+from omni_service.errors import Unauthorized
+from omni_service.organizations import service
+from omni_service.organizations.models import Organization
+
+
+def require_admin(
+    settings: SettingsDep, x_admin_key: Annotated[str | None, Header()] = None
+) -> None:
+    # Constant-time, so the key cannot be guessed byte by byte from response times.
+    if x_admin_key is None or not secrets.compare_digest(
+        x_admin_key.encode(), settings.admin_key.encode()
+    ):
+        raise Unauthorized("missing or wrong X-Admin-Key")
+
+
+async def current_organization(
+    session: SessionDep, authorization: Annotated[str | None, Header()] = None
+) -> Organization:
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer token")
+    organization = await service.by_token(session, token.strip())
+    if organization is None:
+        raise Unauthorized("invalid bearer token")
+    return organization
+
+
+AdminDep = Depends(require_admin)
+CurrentOrganization = Annotated[Organization, Depends(current_organization)]

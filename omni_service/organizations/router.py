@@ -1,0 +1,42 @@
+"""Admin API of Omni (``X-Admin-Key``): create organizations, rotate their secret."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from omni_service.database import SessionDep, utcnow
+from omni_service.organizations import service
+from omni_service.organizations.dependencies import AdminDep
+from omni_service.organizations.schemas import (
+    OrganizationCreate,
+    OrganizationCreated,
+    OrganizationOut,
+    WebhookSecretUpdate,
+)
+
+router = APIRouter(prefix="/admin/organizations", tags=["admin"], dependencies=[AdminDep])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_organization(body: OrganizationCreate, session: SessionDep) -> OrganizationCreated:
+    organization, token = await service.create(
+        session, name=body.name, company_id=body.company_id, webhook_secret=body.webhook_secret
+    )
+    return OrganizationCreated(
+        id=organization.id,
+        name=organization.name,
+        company_id=organization.company_id,
+        api_token=token,
+    )
+
+
+@router.put("/{organization_id}/webhook_secret")
+async def rotate_webhook_secret(
+    organization_id: int, body: WebhookSecretUpdate, session: SessionDep
+) -> OrganizationOut:
+    organization = await service.rotate_webhook_secret(
+        session, organization_id, body.webhook_secret, now=utcnow()
+    )
+    return OrganizationOut(
+        id=organization.id, name=organization.name, company_id=organization.company_id
+    )

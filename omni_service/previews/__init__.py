@@ -1,0 +1,1 @@
+"""Deal and ticket preview cards per room, and the poll endpoint the inbox calls."""

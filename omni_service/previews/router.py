@@ -1,0 +1,43 @@
+"""The preview the inbox polls for a room."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Response, status
+
+from omni_service.database import SessionDep
+from omni_service.metrics import DEAL_PREVIEW_DISPLAYED
+from omni_service.organizations.dependencies import CurrentOrganization
+from omni_service.previews import caching, service
+from omni_service.previews.schemas import RoomPreview
+from omni_service.rooms.models import ROOM_ID_MAX_LENGTH
+
+router = APIRouter(tags=["previews"])
+
+
+@router.get(
+    "/api/v1/rooms/{room_id}/crm_preview",
+    response_model=RoomPreview,
+    responses={304: {"description": "Unchanged since the ETag given in If-None-Match"}},
+)
+async def room_preview(
+    room_id: Annotated[str, Path(min_length=1, max_length=ROOM_ID_MAX_LENGTH)],
+    organization: CurrentOrganization,
+    session: SessionDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    preview = await service.room_preview(session, organization.id, room_id)
+    body = preview.model_dump_json().encode()
+    etag = caching.etag_of(body)
+    headers = {
+        "ETag": etag,
+        "Cache-Control": caching.POLL_CACHE_CONTROL,
+        # The body depends on who asks, not only on the URL.
+        "Vary": "Authorization",
+    }
+    if preview.deal is not None:
+        DEAL_PREVIEW_DISPLAYED.inc()
+    if caching.matches(if_none_match, etag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)

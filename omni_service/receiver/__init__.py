@@ -1,0 +1,1 @@
+"""The CRM webhook receiver: verify, de-duplicate, route, apply."""

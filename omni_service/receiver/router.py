@@ -1,0 +1,57 @@
+"""``POST /webhooks/crm``: the CRM's signed events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from omni_service.database import SessionDep, utcnow
+from omni_service.dependencies import SettingsDep
+from omni_service.errors import DomainError, PayloadTooLarge
+from omni_service.metrics import RECEIVED_EVENTS
+from omni_service.receiver import service
+from omni_service.receiver.schemas import Receipt
+
+router = APIRouter(tags=["webhooks"])
+
+
+async def limited_body(request: Request, settings: SettingsDep) -> bytes:
+    """The raw body (signatures cover the exact bytes), refused beyond the limit.
+
+    The declared length is checked first; the streamed size too, since a chunked body
+    declares none and a declared length can lie.
+    """
+    limit = settings.max_webhook_body_bytes
+    too_large = PayloadTooLarge(f"body larger than {limit} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        RECEIVED_EVENTS.labels(outcome="rejected").inc()
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            RECEIVED_EVENTS.labels(outcome="rejected").inc()
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/webhooks/crm")
+async def receive_crm_event(
+    request: Request,
+    body: Annotated[bytes, Depends(limited_body)],
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Receipt:
+    try:
+        outcome = await service.receive(
+            session, body, request.headers, settings=settings, now=utcnow()
+        )
+    except DomainError:
+        RECEIVED_EVENTS.labels(outcome="rejected").inc()
+        raise
+    RECEIVED_EVENTS.labels(outcome=outcome.value).inc()
+    return Receipt(status=outcome)

@@ -1,0 +1,139 @@
+"""The CRM webhook receiver (DESIGN.md §4, §7).
+
+Checks run cheapest and least revealing first: signature headers and timestamp (401)
+before anything is looked up, then the body's company (404), the signature with that
+organization's secrets (401), the event type (400) and its payload (422). Only then is
+the webhook id claimed and the event applied, in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from omni_service.database import insert_ignoring_conflict
+from omni_service.errors import BadRequest, NotFound, Unauthorized, Unprocessable
+from omni_service.organizations import service as organizations_service
+from omni_service.organizations.models import Organization
+from omni_service.previews import service as previews_service
+from omni_service.receiver.models import WEBHOOK_ID_MAX_LENGTH, Outcome, ReceivedEvent
+from omni_service.settings import Settings
+from shared_contracts.events import EventEnvelope, EventType, split_event_type
+from shared_contracts.signatures import SignatureError, verify
+
+SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+
+async def receive(
+    session: AsyncSession,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    settings: Settings,
+    now: datetime,
+) -> Outcome:
+    webhook_id = _check_signature_headers(headers, now, settings.webhook_tolerance_seconds)
+    document = _json_object(body)
+    organization = await _organization_of(session, document)
+    grace = timedelta(seconds=settings.secret_rotation_grace_seconds)
+    _verify_signature(body, headers, organization.verifying_secrets(now, grace))
+    event_type = _event_type(document)
+    if len(webhook_id) > WEBHOOK_ID_MAX_LENGTH:
+        raise BadRequest(f"webhook-id is longer than {WEBHOOK_ID_MAX_LENGTH} characters")
+    data = _payload(document)
+
+    # Claim the id first: a concurrent duplicate waits here on the unique index until this
+    # transaction ends, then sees the id taken and applies nothing.
+    received_id = await session.scalar(
+        insert_ignoring_conflict(
+            session,
+            ReceivedEvent,
+            {
+                "organization_id": organization.id,
+                "webhook_id": webhook_id,
+                "event_type": event_type.value,
+                "outcome": Outcome.APPLIED.value,
+                "received_at": now,
+            },
+            ["organization_id", "webhook_id"],
+        ).returning(ReceivedEvent.id)
+    )
+    if received_id is None:
+        return Outcome.DUPLICATE
+    kind, _action = split_event_type(event_type)
+    changed = await previews_service.apply_event(session, organization.id, kind, data, now=now)
+    if changed:
+        return Outcome.APPLIED
+    await session.execute(
+        update(ReceivedEvent)
+        .where(ReceivedEvent.id == received_id)
+        .values(outcome=Outcome.IGNORED.value)
+    )
+    return Outcome.IGNORED
+
+
+def _check_signature_headers(
+    headers: Mapping[str, str], now: datetime, tolerance_seconds: int
+) -> str:
+    """The webhook id, once the headers are present and the timestamp is fresh."""
+    if any(not headers.get(name) for name in SIGNATURE_HEADERS):
+        raise Unauthorized("missing webhook signature headers")
+    try:
+        timestamp = int(headers["webhook-timestamp"])
+    except ValueError as error:
+        raise Unauthorized("malformed webhook-timestamp") from error
+    if abs(now.timestamp() - timestamp) > tolerance_seconds:
+        raise Unauthorized("webhook-timestamp is too far from the current time")
+    return headers["webhook-id"]
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest("body is not JSON") from error
+    if not isinstance(document, dict):
+        raise BadRequest("body is not a JSON object")
+    return document
+
+
+async def _organization_of(session: AsyncSession, document: dict[str, Any]) -> Organization:
+    data = document.get("data")
+    company_id = data.get("company_id") if isinstance(data, dict) else None
+    if not isinstance(company_id, str) or not company_id:
+        raise BadRequest("data.company_id is missing")
+    organization = await organizations_service.by_company_id(session, company_id)
+    if organization is None:
+        raise NotFound("unknown company")
+    return organization
+
+
+def _verify_signature(body: bytes, headers: Mapping[str, str], secrets: list[str]) -> None:
+    """Any listed signature may match any secret still valid (rotation on either side)."""
+    for secret in secrets:
+        try:
+            verify(body, headers, secret)
+        except SignatureError:
+            continue
+        return
+    raise Unauthorized("invalid webhook signature")
+
+
+def _event_type(document: dict[str, Any]) -> EventType:
+    try:
+        return EventType(document.get("type"))
+    except ValueError as error:
+        raise BadRequest(f"unknown event type {document.get('type')!r}") from error
+
+
+def _payload(document: dict[str, Any]) -> Any:
+    try:
+        return EventEnvelope.model_validate(document).parsed_data()
+    except ValidationError as error:
+        raise Unprocessable(json.loads(error.json(include_url=False))) from error

@@ -1,0 +1,59 @@
+"""Chat messages: appended by the channel, read back by the CRM for timeline notes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+
+from omni_service.database import SessionDep
+from omni_service.organizations.dependencies import CurrentOrganization
+from omni_service.rooms import service
+from omni_service.rooms.models import ROOM_ID_MAX_LENGTH, Message
+from omni_service.rooms.schemas import MAX_PAGE_SIZE, MessageCreate, MessageOut, MessagePage
+
+router = APIRouter(tags=["messages"])
+
+RoomId = Annotated[str, Path(min_length=1, max_length=ROOM_ID_MAX_LENGTH)]
+
+
+def _message_out(message: Message) -> MessageOut:
+    return MessageOut.model_validate(message, from_attributes=True)
+
+
+@router.post("/api/v1/rooms/{room_id}/messages", status_code=status.HTTP_201_CREATED)
+async def post_message(
+    room_id: RoomId, body: MessageCreate, organization: CurrentOrganization, session: SessionDep
+) -> MessageOut:
+    message = await service.post_message(
+        session,
+        organization.id,
+        room_id,
+        sender=body.sender,
+        sender_type=body.sender_type,
+        text=body.text,
+    )
+    return _message_out(message)
+
+
+@router.get("/api/open/v1/messages/rooms/{room_id}")
+async def message_history(
+    room_id: RoomId,
+    organization: CurrentOrganization,
+    session: SessionDep,
+    offset: Annotated[int, Query(ge=1, description="1-based page number")] = 1,
+    limit: Annotated[int, Query(ge=1, description=f"page size, clamped to {MAX_PAGE_SIZE}")] = (
+        MAX_PAGE_SIZE
+    ),
+) -> MessagePage:
+    # Above the maximum is clamped, not refused (DESIGN.md §10).
+    page_size = min(limit, MAX_PAGE_SIZE)
+    messages, total = await service.history(
+        session, organization.id, room_id, page=offset, page_size=page_size
+    )
+    return MessagePage(
+        items=[_message_out(message) for message in messages],
+        offset=offset,
+        limit=page_size,
+        total=total,
+    )

@@ -1,0 +1,33 @@
+"""One settings object for the Omni API, read from the environment once.
+
+Names are the ones DESIGN.md §8 fixes (``OMNI_`` prefix); every one has a working default
+for the embedded mode (a SQLite file under ``./var``, no server needed).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared_contracts.signatures import TOLERANCE_SECONDS
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OMNI_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///./var/omni.db"
+    admin_key: str = "dev-omni-admin-key"
+    max_webhook_body_bytes: int = Field(default=256 * 1024, gt=0)
+    # The Standard Webhooks verifier itself refuses anything beyond five minutes, so this
+    # setting can only tighten the window, never widen it.
+    webhook_tolerance_seconds: int = Field(default=TOLERANCE_SECONDS, gt=0, le=TOLERANCE_SECONDS)
+    # After a secret rotation the previous secret keeps verifying for this long, so events
+    # the CRM signed (or is retrying) with the old secret are not lost.
+    secret_rotation_grace_seconds: int = Field(default=24 * 3600, ge=0)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
