@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
@@ -9,11 +8,7 @@ from fastapi import FastAPI
 
 from omni_service.main import create_app
 from omni_service.settings import Settings
-from tests.omni.factories import ADMIN_KEY, OrgHandle, create_organization
-
-
-def omni_settings(database_url: str, **overrides: Any) -> Settings:
-    return Settings(database_url=database_url, admin_key=ADMIN_KEY, **overrides)
+from tests.omni.factories import OrgHandle, create_organization, omni_settings
 
 
 @pytest.fixture

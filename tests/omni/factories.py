@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from omni_service.settings import Settings
 from shared_contracts.creators import CreatorFlag
 from shared_contracts.events import (
     DealData,
@@ -24,6 +25,10 @@ from shared_contracts.signatures import generate_secret, sign_headers
 
 ADMIN_KEY = "test-admin-key"
 T0 = datetime(2026, 11, 27, 21, 5, 29, 123456, tzinfo=UTC)
+
+
+def omni_settings(database_url: str, **overrides: Any) -> Settings:
+    return Settings(database_url=database_url, admin_key=ADMIN_KEY, **overrides)
 
 
 @dataclass(frozen=True)
