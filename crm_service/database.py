@@ -31,6 +31,11 @@ NAMING_CONVENTION = {
 }
 
 
+# Primary keys are 32-bit INTEGER columns. API ids are bounded by this, so a larger number
+# is a 422 instead of an out-of-range error from the driver (a 500).
+MAX_INTEGER_ID = 2**31 - 1
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on PostgreSQL and SQLite alike (microseconds kept)."""
 

@@ -12,17 +12,20 @@ from fastapi.responses import JSONResponse
 class DomainError(Exception):
     status_code = 400
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, location: str = "body") -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.location = location
 
     def body(self) -> dict[str, Any]:
         if self.field is None:
             return {"detail": self.message}
         # Same shape as FastAPI's own validation errors, so clients parse one format.
         return {
-            "detail": [{"loc": ["body", self.field], "msg": self.message, "type": "value_error"}]
+            "detail": [
+                {"loc": [self.location, self.field], "msg": self.message, "type": "value_error"}
+            ]
         }
 
 

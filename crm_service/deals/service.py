@@ -35,6 +35,7 @@ class DealService(RecordService[Deal]):
             stage_id=body.crm_stage_id,
             pipeline_name=body.crm_pipeline_name,
             stage_name=body.crm_stage_name,
+            default=context.caller.default_placement,
         )
         now = utcnow()
         deal = Deal(
@@ -116,9 +117,7 @@ class DealService(RecordService[Deal]):
         )
         if not stage_given and same_pipeline:
             return pipeline, stage  # naming the current pipeline keeps the current stage
-        if stage_given and pipeline_id is None and pipeline_name is None:
-            # A stage alone is looked up in the deal's pipeline first, then in the others.
-            pipeline_id = deal.pipeline_id if given.get("crm_stage_id") is None else None
+        # A stage name alone is looked up in the deal's pipeline first, then in the others.
         return await pipeline_service.resolve(
             session,
             team_id,
@@ -126,6 +125,7 @@ class DealService(RecordService[Deal]):
             stage_id=given.get("crm_stage_id"),
             pipeline_name=pipeline_name,
             stage_name=given.get("crm_stage_name"),
+            prefer_pipeline_id=deal.pipeline_id,
         )
 
     async def delete(self, session: AsyncSession, context: RecordContext, deal_id: int) -> None:

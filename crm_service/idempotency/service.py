@@ -6,6 +6,10 @@ the others see the claim and answer 409 (still in flight) or, once the owner fin
 the owner's stored status and body. The owner writes its response into the claim inside
 the request's own transaction, so the record and the stored response commit together.
 A claim whose owner died (crash, failed commit) is taken over after ``STALE_CLAIM``.
+
+A claim is a lease identified by its ``created_at``: completing or releasing it only
+touches the row while it still carries that value, so an owner that was presumed dead
+and taken over cannot overwrite or free the new owner's claim (its work rolls back).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import Request, Response
@@ -35,6 +39,13 @@ MAX_KEY_LENGTH = 255
 class StoredResponse:
     status_code: int
     body: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """This request owns the key; ``claimed_at`` identifies its lease."""
+
+    claimed_at: datetime
 
 
 def fingerprint(method: str, path: str, body: Any) -> str:
@@ -59,14 +70,20 @@ class IdempotencyService:
         key: str,
         fingerprint: str,
         ttl: timedelta,
-    ) -> StoredResponse | None:
-        """``None`` when this request now owns the key; the stored response otherwise."""
+    ) -> Claim | StoredResponse:
+        """A :class:`Claim` when this request now owns the key; the stored response of the
+        request that owns it otherwise."""
         for _ in range(3):
             async with factory() as session:
-                session.add(IdempotencyKey(team_id=team_id, key=key, fingerprint=fingerprint))
+                claimed_at = utcnow()
+                session.add(
+                    IdempotencyKey(
+                        team_id=team_id, key=key, fingerprint=fingerprint, created_at=claimed_at
+                    )
+                )
                 try:
                     await session.commit()
-                    return None
+                    return Claim(claimed_at)
                 except IntegrityError:
                     await session.rollback()
                 existing = await session.scalar(
@@ -80,8 +97,9 @@ class IdempotencyService:
                 expired = existing.created_at < now - ttl
                 abandoned = existing.status_code is None and existing.created_at < now - STALE_CLAIM
                 if expired or abandoned:
-                    if await self._take_over(session, existing, fingerprint):
-                        return None
+                    taken = await self._take_over(session, existing, fingerprint)
+                    if taken is not None:
+                        return taken
                     continue
                 if existing.fingerprint != fingerprint:
                     raise Unprocessable(
@@ -96,7 +114,8 @@ class IdempotencyService:
 
     async def _take_over(
         self, session: AsyncSession, existing: IdempotencyKey, new_fingerprint: str
-    ) -> bool:
+    ) -> Claim | None:
+        claimed_at = utcnow()
         result = await session.execute(
             update(IdempotencyKey)
             .where(
@@ -105,26 +124,39 @@ class IdempotencyService:
             )
             .values(
                 fingerprint=new_fingerprint,
-                created_at=utcnow(),
+                created_at=claimed_at,
                 status_code=None,
                 response_body=None,
             )
         )
         await session.commit()
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return Claim(claimed_at) if result.rowcount else None  # type: ignore[attr-defined]
 
     async def complete(
-        self, session: AsyncSession, *, team_id: int, key: str, response: StoredResponse
+        self,
+        session: AsyncSession,
+        *,
+        team_id: int,
+        key: str,
+        claim: Claim,
+        response: StoredResponse,
     ) -> None:
-        """Store the response in the request's own transaction (commits with the record)."""
-        await session.execute(
+        """Store the response in the request's own transaction (commits with the record).
+        If the claim was taken over meanwhile, the work must not commit: 409."""
+        result = await session.execute(
             update(IdempotencyKey)
-            .where(IdempotencyKey.team_id == team_id, IdempotencyKey.key == key)
+            .where(
+                IdempotencyKey.team_id == team_id,
+                IdempotencyKey.key == key,
+                IdempotencyKey.created_at == claim.claimed_at,
+            )
             .values(status_code=response.status_code, response_body=response.body)
         )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            raise Conflict("this request's Idempotency-Key claim was taken over; retry later")
 
     async def release(
-        self, factory: async_sessionmaker[AsyncSession], *, team_id: int, key: str
+        self, factory: async_sessionmaker[AsyncSession], *, team_id: int, key: str, claim: Claim
     ) -> None:
         """The request failed before storing a response: free the key for a corrected retry."""
         async with factory() as session:
@@ -132,6 +164,7 @@ class IdempotencyService:
                 delete(IdempotencyKey).where(
                     IdempotencyKey.team_id == team_id,
                     IdempotencyKey.key == key,
+                    IdempotencyKey.created_at == claim.claimed_at,
                     IdempotencyKey.status_code.is_(None),
                 )
             )
@@ -157,21 +190,21 @@ async def create_once(
     key = validate_key(key)
     factory = request.app.state.session_factory
     request_print = fingerprint(request.method, request.url.path, await request.json())
-    stored = await idempotency_service.claim(
+    claim = await idempotency_service.claim(
         factory, team_id=team_id, key=key, fingerprint=request_print, ttl=ttl
     )
-    if stored is not None:
-        response = _json_response(stored.status_code, stored.body)
+    if isinstance(claim, StoredResponse):
+        response = _json_response(claim.status_code, claim.body)
         response.headers["Idempotent-Replayed"] = "true"
         return response
     try:
         body = (await create()).model_dump_json()
         await idempotency_service.complete(
-            session, team_id=team_id, key=key, response=StoredResponse(201, body)
+            session, team_id=team_id, key=key, claim=claim, response=StoredResponse(201, body)
         )
     except BaseException:
         await session.rollback()
-        await idempotency_service.release(factory, team_id=team_id, key=key)
+        await idempotency_service.release(factory, team_id=team_id, key=key, claim=claim)
         raise
     return _json_response(201, body)
 

@@ -29,13 +29,21 @@ class PipelineService:
         stage_id: int | None = None,
         pipeline_name: str | None = None,
         stage_name: str | None = None,
+        default: tuple[Pipeline, Stage] | None = None,
+        prefer_pipeline_id: int | None = None,
     ) -> tuple[Pipeline, Stage]:
-        """One query: the team's pipelines joined with their stages, then pick.
+        """At most one query: the team's pipelines joined with their stages, then pick.
 
-        Nothing asked ⇒ the default pipeline and its first stage. A stage alone moves the
-        deal to that stage's pipeline. Anything not of this team ⇒ 422, never 404, so a
-        caller cannot probe other teams' ids.
+        Nothing asked ⇒ the default pipeline and its first stage (``default`` when the
+        caller already read it: no query at all). A stage alone moves the deal to that
+        stage's pipeline; a stage name found in several pipelines picks the one in
+        ``prefer_pipeline_id`` (the deal's own), else the default pipeline's. Anything not
+        of this team ⇒ 422, never 404, so a caller cannot probe other teams' ids.
         """
+        pipeline_given = pipeline_id is not None or pipeline_name is not None
+        stage_given = stage_id is not None or stage_name is not None
+        if not pipeline_given and not stage_given and default is not None:
+            return default
         rows = (
             await session.execute(
                 select(Pipeline, Stage)
@@ -61,8 +69,6 @@ class PipelineService:
                 return stage.name.casefold() == stage_name.casefold()
             return True
 
-        pipeline_given = pipeline_id is not None or pipeline_name is not None
-        stage_given = stage_id is not None or stage_name is not None
         candidates = [(p, s) for p, s in rows if matches_pipeline(p)]
         if pipeline_given and not candidates:
             raise Unprocessable(
@@ -78,7 +84,8 @@ class PipelineService:
                 else "stage is not one of this team's stages",
                 field="crm_stage_id",
             )
-        return chosen[0]
+        preferred = [(p, s) for p, s in chosen if p.id == prefer_pipeline_id]
+        return (preferred or chosen)[0]
 
 
 pipeline_service = PipelineService()

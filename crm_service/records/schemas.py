@@ -7,8 +7,10 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-PositiveId = Annotated[int, Field(gt=0, le=2**62)]
-RecordId = Annotated[int, Path(gt=0, le=2**62)]
+from crm_service.database import MAX_INTEGER_ID
+
+PositiveId = Annotated[int, Field(gt=0, le=MAX_INTEGER_ID)]
+RecordId = Annotated[int, Path(gt=0, le=MAX_INTEGER_ID)]
 RecordName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 RoomId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 MAX_CONTACTS = 100

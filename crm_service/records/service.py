@@ -8,12 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Integer, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_service.contacts.service import contact_service
-from crm_service.database import utcnow
+from crm_service.contacts.models import Contact
+from crm_service.database import on_commit, utcnow
 from crm_service.errors import NotFound, Unprocessable
 from crm_service.events import outbox
 from crm_service.metrics import count_record_created
@@ -60,6 +60,10 @@ def parse_creator(raw: object, *, kind: RecordKind) -> str | None:
             extra={"record_kind": str(kind), "creator_flag": str(raw)[:50]},
         )
     return None if flag is None else str(flag)
+
+
+def _present(value: int | None) -> list[int]:
+    return [] if value is None else [value]
 
 
 def creator_name(record: RecordRow) -> str:
@@ -110,19 +114,35 @@ class RecordService(Generic[R]):
         crm_lead_ids: list[int] | None,
         contact_id: int | None,
     ) -> list[int]:
-        """Union of both fields (OQ-10 settled); unknown ids skipped; re-linking is a no-op.
-        Returns the ids that are this team's contacts."""
-        wanted = list(crm_lead_ids or [])
-        if contact_id is not None:
-            wanted.append(contact_id)
-        found = await contact_service.existing_ids(session, team_id, wanted)
-        if not found:
-            return found
-        rows = [{self.link_column: record_id, "contact_id": contact} for contact in found]
+        """Link the union of both fields (OQ-10 settled) in one statement; ids that are not
+        this team's contacts are skipped with a warning (RFC CDTC-S03 ERR-1/2). Re-linking
+        is a no-op on the unique pair. Returns the requested ids that are linked now.
+
+        ``INSERT … SELECT … ON CONFLICT DO UPDATE … RETURNING`` checks the team, inserts
+        and reports already-linked pairs too, in one round trip."""
+        requested = list(dict.fromkeys([*(crm_lead_ids or []), *_present(contact_id)]))
+        if not requested:
+            return []
         dialect = session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        await session.execute(insert(self.link_model).values(rows).on_conflict_do_nothing())
-        return found
+        link = insert(self.link_model).from_select(
+            [self.link_column, "contact_id"],
+            select(literal(record_id, Integer), Contact.id).where(
+                Contact.team_id == team_id, Contact.id.in_(requested)
+            ),
+        )
+        statement = link.on_conflict_do_update(
+            index_elements=[self.link_column, "contact_id"],
+            set_={"contact_id": link.excluded.contact_id},
+        ).returning(self.link_model.contact_id)
+        linked = set(await session.scalars(statement))
+        skipped = [contact for contact in requested if contact not in linked]
+        if skipped:
+            log.warning(
+                "contact ids skipped: not contacts of this team",
+                extra={"team_id": team_id, "skipped_contact_ids": skipped},
+            )
+        return [contact for contact in requested if contact in linked]
 
     def check_set_once(self, record: R, changes: dict[str, Any]) -> None:
         """The room and the creator flag are fixed at create (DESIGN.md §3)."""
@@ -164,7 +184,13 @@ class RecordService(Generic[R]):
     async def created(
         self, session: AsyncSession, context: RecordContext, record: R, data: PayloadFactory
     ) -> None:
-        count_record_created(str(self.kind), record.creator_flag)
+        kind, flag = str(self.kind), record.creator_flag
+
+        async def count_created() -> None:
+            count_record_created(kind, flag)
+
+        # Counted once the record exists: a create that rolls back counts nothing.
+        on_commit(session, count_created)
         if await outbox.parity_applies(session, context.flag_cache, record):
             await outbox.record_change(
                 session,

@@ -1,8 +1,13 @@
 """Company-token and admin-key authentication.
 
-Tokens and API keys are random 256-bit strings, stored only as SHA-256 digests (a
-digest of a high-entropy secret is safe to index and look up); the admin key is
-compared in constant time.
+Tokens and API keys are random 256-bit strings, stored only as SHA-256 digests. A
+digest of a high-entropy secret is safe to index and look up: how long an indexed match
+takes says nothing an attacker can use without a preimage of the digest, so the lookup
+is as good as a constant-time compare. The admin key is compared in constant time.
+
+The token lookup also reads what every write of the team needs (the parity flag and the
+default pipeline with its first stage), in the same round trip and the same transaction:
+a bot create then costs no extra query for them, and the flag is never stale.
 """
 
 from __future__ import annotations
@@ -10,17 +15,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Header
-from sqlalchemy import select
+from sqlalchemy import Select, and_, func, select
 
 from crm_service.database import utcnow
 from crm_service.dependencies import SessionDep, SettingsDep
 from crm_service.errors import Unauthorized
-from crm_service.teams.models import CompanyToken, Team
+from crm_service.pipelines.models import Pipeline, Stage
+from crm_service.teams.features import BOT_AI_CREATION_PARITY
+from crm_service.teams.models import CompanyToken, Team, TeamFeature
 
 
 def digest(secret: str) -> str:
@@ -33,10 +41,13 @@ def new_secret(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: the team (tenant) and the identity the token was issued to."""
+    """Who is calling: the team (tenant) and the identity the token was issued to, with
+    the team's flags and default placement as read together with the token."""
 
     team: Team
     sso_id: str
+    flags: Mapping[str, bool] = field(default_factory=dict)
+    default_placement: tuple[Pipeline, Stage] | None = None
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -53,19 +64,44 @@ async def current_caller(
     authorization: Annotated[str | None, Header()] = None,
 ) -> Caller:
     token = bearer_token(authorization)
-    row = (
-        await session.execute(
-            select(Team, CompanyToken.sso_id, CompanyToken.expires_at)
-            .join(CompanyToken, CompanyToken.team_id == Team.id)
-            .where(CompanyToken.token_hash == digest(token))
-        )
-    ).one_or_none()
+    row = (await session.execute(_caller_query(digest(token)))).first()
     if row is None:
         raise Unauthorized("invalid company token")
-    team, sso_id, expires_at = row
+    team, sso_id, expires_at, parity, pipeline, stage = row
     if _expired(expires_at):
         raise Unauthorized("company token expired; refresh it at /api/v3.1/teams/company_token")
-    return Caller(team=team, sso_id=sso_id)
+    return Caller(
+        team=team,
+        sso_id=sso_id,
+        flags={BOT_AI_CREATION_PARITY: bool(parity)},
+        default_placement=None if pipeline is None or stage is None else (pipeline, stage),
+    )
+
+
+def _caller_query(
+    token_hash: str,
+) -> Select[tuple[Team, str, datetime, bool | None, Pipeline, Stage]]:
+    first_position = (
+        select(func.min(Stage.position))
+        .where(Stage.pipeline_id == Pipeline.id)
+        .correlate(Pipeline)
+        .scalar_subquery()
+    )
+    return (
+        select(
+            Team, CompanyToken.sso_id, CompanyToken.expires_at, TeamFeature.enabled, Pipeline, Stage
+        )
+        .join(CompanyToken, CompanyToken.team_id == Team.id)
+        .outerjoin(
+            TeamFeature,
+            and_(TeamFeature.team_id == Team.id, TeamFeature.name == BOT_AI_CREATION_PARITY),
+        )
+        .outerjoin(Pipeline, and_(Pipeline.team_id == Team.id, Pipeline.is_default.is_(True)))
+        .outerjoin(Stage, and_(Stage.pipeline_id == Pipeline.id, Stage.position == first_position))
+        .where(CompanyToken.token_hash == token_hash)
+        .order_by(Pipeline.id, Stage.id)
+        .limit(1)
+    )
 
 
 def _expired(expires_at: datetime) -> bool:

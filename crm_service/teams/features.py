@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Protocol
 
 from sqlalchemy import select
@@ -84,6 +85,28 @@ class RedisFlagCache:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+class PrefetchedFlags:
+    """One team's flags as read in the request's own transaction (with its token), in
+    front of the shared cache: fresher than any cache and no extra round trip. Flags of
+    other teams, or ones not prefetched, go to the shared cache as usual."""
+
+    def __init__(self, team_id: int, flags: Mapping[str, bool], shared: FlagCache) -> None:
+        self._team_id = team_id
+        self._flags = dict(flags)
+        self._shared = shared
+
+    async def get(self, team_id: int, name: str) -> bool | None:
+        if team_id == self._team_id and name in self._flags:
+            return self._flags[name]
+        return await self._shared.get(team_id, name)
+
+    async def set(self, team_id: int, name: str, enabled: bool) -> None:
+        await self._shared.set(team_id, name, enabled)
+
+    async def invalidate(self, team_id: int, name: str) -> None:
+        await self._shared.invalidate(team_id, name)
 
 
 def build_flag_cache(redis_url: str | None) -> FlagCache:

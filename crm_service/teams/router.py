@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, status
+from fastapi import APIRouter, Header, Path, Request, status
 
+from crm_service.database import MAX_INTEGER_ID
 from crm_service.dependencies import SessionDep, SettingsDep
 from crm_service.teams.auth import AdminOnly
 from crm_service.teams.schemas import (
@@ -20,6 +21,8 @@ from crm_service.teams.service import team_service
 
 admin_router = APIRouter(prefix="/admin/teams", tags=["admin"], dependencies=[AdminOnly])
 token_router = APIRouter(prefix="/api/v3.1/teams", tags=["auth"])
+
+TeamId = Annotated[int, Path(gt=0, le=MAX_INTEGER_ID)]
 
 
 @admin_router.post("", status_code=status.HTTP_201_CREATED)
@@ -42,7 +45,7 @@ async def create_team(body: TeamCreate, session: SessionDep, settings: SettingsD
 
 @admin_router.put("/{team_id}/omnichannel")
 async def link_omnichannel(
-    team_id: int, body: OmnichannelLinkIn, session: SessionDep
+    team_id: TeamId, body: OmnichannelLinkIn, session: SessionDep
 ) -> OmnichannelLinkOut:
     link = await team_service.link_omnichannel(session, team_id, body)
     return OmnichannelLinkOut(
@@ -56,7 +59,7 @@ async def link_omnichannel(
 
 @admin_router.put("/{team_id}/features/{flag}")
 async def set_feature(
-    team_id: int, flag: str, body: FeatureIn, session: SessionDep, request: Request
+    team_id: TeamId, flag: str, body: FeatureIn, session: SessionDep, request: Request
 ) -> FeatureOut:
     feature = await team_service.set_feature(
         session, request.app.state.flag_cache, team_id, flag, body.enabled
