@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from crm_service.main import create_app
+from crm_service.models import Base
 from crm_service.settings import Settings
 
 ADMIN_KEY = "test-admin-key"
@@ -109,3 +113,102 @@ async def team(client: httpx.AsyncClient) -> TeamHandle:
 @pytest.fixture
 async def other_team(client: httpx.AsyncClient) -> TeamHandle:
     return await create_team(client, external_company_id="company-2", name="Globex")
+
+
+@asynccontextmanager
+async def running_client(
+    settings: Settings, enqueued: EnqueueRecorder | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process app with these settings (its lifespan run) and a client on it."""
+    app = create_app(settings)
+    app.state.enqueue_outbox = enqueued if enqueued is not None else EnqueueRecorder()
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://crm.test") as client:
+            yield client
+
+
+@pytest.fixture
+async def db(crm_database_url: str) -> AsyncIterator[AsyncEngine]:
+    """A direct engine on the test database, apart from the app's: what is really stored."""
+    engine = create_async_engine(crm_database_url)
+    yield engine
+    await engine.dispose()
+
+
+async def count_rows(engine: AsyncEngine, table: str) -> int:
+    async with engine.connect() as connection:
+        return int(await connection.scalar(select(func.count()).select_from(text(table))) or 0)
+
+
+async def row_counts(engine: AsyncEngine) -> dict[str, int]:
+    """Rows per table, for "nothing was written" checks."""
+    return {table: await count_rows(engine, table) for table in sorted(Base.metadata.tables)}
+
+
+async def fetch_rows(engine: AsyncEngine, sql: str, **params: Any) -> list[dict[str, Any]]:
+    async with engine.connect() as connection:
+        result = await connection.execute(text(sql), params)
+        return [dict(row._mapping) for row in result]
+
+
+async def execute(engine: AsyncEngine, sql: str, **params: Any) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(text(sql), params)
+
+
+async def create_contact(
+    client: httpx.AsyncClient, team: TeamHandle, first_name: str = "Budi", **fields: Any
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api/v3.1/contacts", json={"first_name": first_name, **fields}, headers=team.auth
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def create_record(
+    client: httpx.AsyncClient, team: TeamHandle, kind: str, **fields: Any
+) -> dict[str, Any]:
+    """POST a deal or a ticket (``kind`` = "deals" | "tickets"); 201 expected."""
+    body = {"name": f"{kind[:-1].title()} from test", **fields}
+    response = await client.post(f"/api/v3.1/{kind}", json=body, headers=team.auth)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def create_deal(client: httpx.AsyncClient, team: TeamHandle, **fields: Any) -> dict[str, Any]:
+    return await create_record(client, team, "deals", **fields)
+
+
+async def create_ticket(
+    client: httpx.AsyncClient, team: TeamHandle, **fields: Any
+) -> dict[str, Any]:
+    return await create_record(client, team, "tickets", **fields)
+
+
+async def add_pipeline(
+    engine: AsyncEngine, team_id: int, name: str, stages: list[str]
+) -> tuple[int, list[int]]:
+    """A second pipeline for a team (there is no API for it): its id and its stage ids."""
+    async with engine.begin() as connection:
+        pipeline_id = await connection.scalar(
+            text(
+                "INSERT INTO pipelines (team_id, name, is_default) "
+                "VALUES (:team_id, :name, false) RETURNING id"
+            ),
+            {"team_id": team_id, "name": name},
+        )
+        stage_ids = [
+            await connection.scalar(
+                text(
+                    "INSERT INTO stages (pipeline_id, name, position) "
+                    "VALUES (:pipeline_id, :name, :position) RETURNING id"
+                ),
+                {"pipeline_id": pipeline_id, "name": stage, "position": position},
+            )
+            for position, stage in enumerate(stages)
+        ]
+    return int(pipeline_id), [int(stage_id) for stage_id in stage_ids]
