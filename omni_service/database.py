@@ -103,13 +103,12 @@ def insert_ignoring_conflict(
     The unique constraint, not a prior SELECT, decides who wins a race; the loser sees no
     returned row instead of an error that would abort its whole transaction.
     """
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    return (
-        module.insert(table)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=list(conflict_columns))
+    statement = (
+        postgresql.insert(table)
+        if session.get_bind().dialect.name == "postgresql"
+        else sqlite.insert(table)
     )
+    return statement.values(**values).on_conflict_do_nothing(index_elements=list(conflict_columns))
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

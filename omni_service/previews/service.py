@@ -18,6 +18,7 @@ order (and any duplication) ends in the state in-order delivery gives.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,14 +34,9 @@ from shared_contracts.events import (
     TicketDeleteData,
 )
 
-PreviewModel = type[DealPreview] | type[TicketPreview]
+Preview = TypeVar("Preview", DealPreview, TicketPreview)
 RecordState = DealData | TicketData
 RecordDelete = DealDeleteData | TicketDeleteData
-
-PREVIEW_MODELS: dict[RecordKind, PreviewModel] = {
-    RecordKind.DEAL: DealPreview,
-    RecordKind.TICKET: TicketPreview,
-}
 
 
 async def apply_event(
@@ -55,7 +51,19 @@ async def apply_event(
 
     Returns whether it changed what is held; ``False`` means the event was stale.
     """
-    model = PREVIEW_MODELS[kind]
+    if kind is RecordKind.DEAL:
+        return await _apply(session, DealPreview, organization_id, data, now=now)
+    return await _apply(session, TicketPreview, organization_id, data, now=now)
+
+
+async def _apply(
+    session: AsyncSession,
+    model: type[Preview],
+    organization_id: int,
+    data: RecordState | RecordDelete,
+    *,
+    now: datetime,
+) -> bool:
     room_id = data.channel_integration_room_id
     await rooms_service.lock_room(session, organization_id, room_id)
     row = await session.scalar(
@@ -106,7 +114,7 @@ async def apply_event(
 
 
 async def _settle_room(
-    session: AsyncSession, model: PreviewModel, organization_id: int, room_id: str
+    session: AsyncSession, model: type[Preview], organization_id: int, room_id: str
 ) -> None:
     """Make the room's newest record its active preview, unless it is deleted."""
     in_room = (model.organization_id == organization_id, model.room_id == room_id)

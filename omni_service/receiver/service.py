@@ -126,10 +126,11 @@ def _verify_signature(body: bytes, headers: Mapping[str, str], secrets: list[str
 
 
 def _event_type(document: dict[str, Any]) -> EventType:
+    raw = document.get("type")
     try:
-        return EventType(document.get("type"))
+        return EventType(raw if isinstance(raw, str) else "")
     except ValueError as error:
-        raise BadRequest(f"unknown event type {document.get('type')!r}") from error
+        raise BadRequest(f"unknown event type {raw!r}") from error
 
 
 def _payload(document: dict[str, Any]) -> Any:

@@ -9,6 +9,7 @@ the webhook-id de-duplication), which makes the property stronger.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -57,12 +58,13 @@ class Event:
 
     def payload(self) -> Any:
         record = self.record
-        common = {
+        common: dict[str, Any] = {
             "company_id": COMPANY,
             "room_id": record.room_id,
             "version": self.version,
             "created_at": T0 + timedelta(seconds=record.created_offset),
         }
+        build: Callable[..., Any]
         if record.kind is RecordKind.DEAL:
             build = deal_deleted if self.deleted else deal
         else:
