@@ -14,6 +14,7 @@ from crm_service.contacts.router import router as contacts_router
 from crm_service.database import create_engine, session_factory
 from crm_service.deals.router import router as deals_router
 from crm_service.errors import install_error_handlers
+from crm_service.events.router import admin_router as deliveries_admin_router
 from crm_service.http import BodySizeLimit
 from crm_service.logs import configure_logging
 from crm_service.pipelines.router import router as pipelines_router
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in (
         teams_admin_router,
+        deliveries_admin_router,
         token_router,
         contacts_router,
         pipelines_router,

@@ -3,21 +3,29 @@
 Broker: Redis in production (``CELERY_BROKER_URL=redis://...``), a SQLite file in the
 embedded mode (kombu's SQLAlchemy transport), chosen by settings. Tasks take outbox ids,
 are idempotent, acknowledge late (a worker killed mid-task leads to a redelivery) and
-run on one event loop and one database engine per worker process, made at process init.
+run on one event loop, one database engine and one webhook HTTP client per worker
+process, made at process init.
+
+Queues: ``webhooks`` (signed deliveries), ``timeline`` (chat-history notes) and
+``maintenance`` (the outbox sweep, retention). Beat runs the sweep every
+``CRM_OUTBOX_SWEEP_SECONDS``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 from celery import Celery
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm_service.database import create_engine, session_factory
+from crm_service.logs import configure_logging
 from crm_service.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -38,6 +46,27 @@ QUEUE_BY_TASK = {
     PURGE_NOTES: MAINTENANCE_QUEUE,
 }
 
+# A publish must fail in well under a second when the broker is down: the API hands rows
+# over after its response, the sweep retries later, and a publish that waits minutes would
+# tie up the API's thread pool. One immediate retry survives a connection the broker closed
+# (a Redis restart); more would only delay the failure.
+PUBLISH_FAILOVER = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+REDIS_SOCKET_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+
+
+def broker_transport_options(broker_url: str) -> dict[str, Any]:
+    # Redis re-delivers an unacknowledged message after the visibility timeout; retries with
+    # a long countdown may be delivered twice, which the task's claim makes harmless.
+    options: dict[str, Any] = {"visibility_timeout": 3600, **PUBLISH_FAILOVER}
+    if broker_url.startswith(("redis://", "rediss://")):
+        options.update(REDIS_SOCKET_OPTIONS)
+    return options
+
 
 def make_celery(settings: Settings) -> Celery:
     broker = settings.celery_broker_url
@@ -52,9 +81,14 @@ def make_celery(settings: Settings) -> Celery:
         task_routes={name: {"queue": queue} for name, queue in QUEUE_BY_TASK.items()},
         task_default_queue=WEBHOOKS_QUEUE,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options=broker_transport_options(broker),
         beat_schedule={
-            "sweep-outbox": {"task": SWEEP_OUTBOX, "schedule": settings.outbox_sweep_seconds},
+            "sweep-outbox": {
+                "task": SWEEP_OUTBOX,
+                "schedule": settings.outbox_sweep_seconds,
+                # Sweeps queued while no worker ran are stale: the next one does their job.
+                "options": {"expires": settings.outbox_sweep_seconds},
+            },
             "purge-notes": {"task": PURGE_NOTES, "schedule": 3600.0},
         },
         timezone="UTC",
@@ -69,33 +103,62 @@ def _task_modules() -> list[str]:
 celery_app = make_celery(get_settings())
 
 
+def webhook_client(settings: Settings) -> httpx.AsyncClient:
+    """The one client a worker process sends webhooks with: every phase bounded, no
+    redirects (a receiver that moved is a configuration error, not something to chase)."""
+    seconds = settings.webhook_timeout_seconds
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(connect=seconds, read=seconds, write=seconds, pool=seconds),
+        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        follow_redirects=False,
+        headers={"user-agent": "crm-service-webhooks/0.1"},
+    )
+
+
 class WorkerRuntime:
-    """The one event loop and engine of a worker process."""
+    """The one event loop, engine and webhook client of a worker process."""
 
     loop: asyncio.AbstractEventLoop | None = None
     engine: AsyncEngine | None = None
     sessions: async_sessionmaker[AsyncSession] | None = None
+    settings: Settings | None = None
+    webhooks: httpx.AsyncClient | None = None
 
     def start(self, settings: Settings) -> None:
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
+        self.settings = settings
         self.engine = create_engine(settings.database_url)
         self.sessions = session_factory(self.engine)
+        self.webhooks = webhook_client(settings)
 
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    def ensure_started(self) -> None:
         if self.loop is None:  # solo pool / eager mode / a process that missed init
             self.start(get_settings())
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        self.ensure_started()
         assert self.loop is not None
         return self.loop.run_until_complete(coroutine)
 
     def stop(self) -> None:
-        if self.loop is not None and self.engine is not None:
-            self.loop.run_until_complete(self.engine.dispose())
+        if self.loop is not None:
+            if self.webhooks is not None:
+                self.loop.run_until_complete(self.webhooks.aclose())
+            if self.engine is not None:
+                self.loop.run_until_complete(self.engine.dispose())
             self.loop.close()
-        self.loop = self.engine = self.sessions = None
+        self.loop = self.engine = self.sessions = self.settings = self.webhooks = None
 
 
 runtime = WorkerRuntime()
+
+
+@setup_logging.connect
+def _setup_logging(loglevel: Any = None, **_: Any) -> None:
+    # Connecting here stops Celery from installing its own text format: the worker logs
+    # the same JSON lines as the API.
+    configure_logging(loglevel if isinstance(loglevel, int) else logging.INFO)
 
 
 @worker_process_init.connect
@@ -109,7 +172,7 @@ def _shutdown_process(**_: Any) -> None:
 
 
 def enqueue_outbox(items: Sequence[tuple[int, str]]) -> None:
-    """Send each committed outbox row to its task; raises if the broker is unreachable."""
+    """Send each committed outbox row to its task; raises (fast) if the broker is down."""
     for outbox_id, kind in items:
         task = TASK_BY_KIND[kind]
         celery_app.send_task(task, args=[outbox_id], queue=QUEUE_BY_TASK[task], retry=False)

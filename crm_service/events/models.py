@@ -4,16 +4,30 @@ An :class:`OutboxEvent` is written in the same transaction as the change it repo
 ``kind`` says which task handles it: ``webhook`` (signed delivery to the team's
 Omnichannel link) or ``timeline_note`` (the chat-history note). The webhook body is
 stored as the exact bytes that are signed and resent on every attempt.
+
+``next_attempt_at`` is when the row's task may next run. It doubles as a lease: an
+attempt in progress pushes it past the attempt's longest duration, so a row whose
+worker died becomes due again and the sweep hands it out once more.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_service.database import Base, UTCDateTime, utcnow
+
+
+class OutboxStatus(StrEnum):
+    """``pending`` until the row's task is done with it: ``delivered`` (2xx) or ``failed``
+    (dead letter: a non-retryable answer, or the retry schedule exhausted)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
 
 
 class OutboxEvent(Base):
@@ -32,7 +46,7 @@ class OutboxEvent(Base):
     record_id: Mapped[int] = mapped_column(Integer)
     room_id: Mapped[str | None] = mapped_column(String(255), default=None)
     body: Mapped[str | None] = mapped_column(Text, default=None)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -1,0 +1,363 @@
+"""One signed delivery attempt of one outbox row (DESIGN.md §5).
+
+An attempt runs in three short steps, never holding a transaction open across the
+network:
+
+1. **claim** — a conditional UPDATE takes the row if it is a pending webhook that is
+   due, bumps ``attempt_count`` and pushes ``next_attempt_at`` past the attempt's longest
+   duration (the lease). A duplicate task for the same row (a redelivery, the sweep, a
+   replay) finds nothing to claim and does nothing; a worker that dies mid-attempt leaves
+   a lease that expires, and the sweep hands the row out again.
+2. **send** — the stored body, signed afresh (new ``webhook-timestamp``, same
+   ``webhook-id``), POSTed to ``{base_url}/webhooks/crm`` under a total deadline.
+3. **record** — a :class:`DeliveryAttempt` row, and the row's new state: ``delivered``
+   on 2xx; a next attempt on 5xx / 408 / 429 / network error / timeout; ``failed`` at
+   once on any other answer, or when the retry schedule is exhausted.
+
+A team without an Omnichannel link is a failed attempt that retries on the schedule, so
+an event written before the link exists still goes out once the team is linked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+
+import httpx
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from crm_service.database import utcnow
+from crm_service.events.models import DeliveryAttempt, OutboxEvent, OutboxStatus
+from crm_service.events.outbox import WEBHOOK
+from crm_service.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_LATENCY
+from crm_service.settings import Settings
+from crm_service.teams.models import OmnichannelLink
+from shared_contracts.signatures import sign_headers
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/webhooks/crm"
+EXCERPT_BYTES = 1024
+JITTER = 0.2
+# The next attempt's task is sent after the row got its ``next_attempt_at``, with the same
+# delay, so it never fires early by the sender's clock; the tolerance absorbs the clock
+# skew of another worker host. A task that still comes too early is skipped, and the
+# sweep sends the row again (later by a grace period, never lost).
+EARLY_TOLERANCE = timedelta(milliseconds=100)
+# A Retry-After beyond an hour (or the schedule's longest delay) is not waited for.
+RETRY_AFTER_CAP_SECONDS = 3600.0
+NO_LINK_ERROR = "no omnichannel link"
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    schedule: tuple[float, ...]
+    timeout_seconds: float
+    rotation_grace: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeliveryPolicy:
+        return cls(
+            schedule=settings.webhook_retry_schedule,
+            timeout_seconds=settings.webhook_timeout_seconds,
+            rotation_grace=timedelta(seconds=settings.secret_rotation_grace_seconds),
+        )
+
+    @property
+    def lease(self) -> timedelta:
+        """Longer than any attempt can take: the send is cut at ``timeout_seconds``, and the
+        two database writes around it are short."""
+        return timedelta(seconds=2 * self.timeout_seconds + 2)
+
+    def retry_delay(
+        self, attempt: int, retry_after: float | None, rng: random.Random
+    ) -> float | None:
+        """Seconds until the next attempt after failed attempt number ``attempt`` (1-based),
+        or ``None`` when the schedule is exhausted (``len(schedule)`` retries in all).
+
+        The schedule's delay gets ±20 % jitter, so receivers recovering from an outage are
+        not hit by every retry at once; a ``Retry-After`` longer than that wins, up to a cap.
+        """
+        if attempt > len(self.schedule):
+            return None
+        delay = self.schedule[attempt - 1] * rng.uniform(1 - JITTER, 1 + JITTER)
+        if retry_after is not None:
+            cap = max(RETRY_AFTER_CAP_SECONDS, max(self.schedule))
+            delay = max(delay, min(retry_after, cap))
+        return delay
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    outcome: Outcome
+    retry_in: float | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: int
+    webhook_id: str
+    team_id: int
+    event_type: str
+    record_id: int
+    body: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Response:
+    """What one send produced: a status (and excerpt) or an error, and how long it took."""
+
+    status_code: int | None
+    latency_seconds: float
+    excerpt: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+def is_retryable(status_code: int | None) -> bool:
+    """No answer (network error, timeout, no link), 5xx, 408 and 429 are worth retrying."""
+    return status_code is None or status_code >= 500 or status_code in (408, 429)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """``Retry-After`` as seconds (RFC 9110: delay-seconds or an HTTP-date); ``None`` when
+    absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, (moment - now).total_seconds())
+
+
+def signing_secrets(link: OmnichannelLink, now: datetime, grace: timedelta) -> list[str]:
+    """The current secret, and during the rotation grace the previous one too, so a
+    receiver still on the old secret keeps accepting our events."""
+    secrets = [link.webhook_secret]
+    if (
+        link.previous_webhook_secret
+        and link.secret_rotated_at is not None
+        and now - link.secret_rotated_at < grace
+    ):
+        secrets.append(link.previous_webhook_secret)
+    return secrets
+
+
+async def deliver(
+    sessions: async_sessionmaker[AsyncSession],
+    client: httpx.AsyncClient,
+    outbox_id: int,
+    policy: DeliveryPolicy,
+    *,
+    rng: random.Random | None = None,
+) -> DeliveryResult:
+    """Make one attempt at outbox row ``outbox_id`` if it is due; see the module doc."""
+    claim = await _claim(sessions, outbox_id, policy)
+    if claim is None:
+        log.info("webhook not due or already handled", extra={"outbox_id": outbox_id})
+        return DeliveryResult(Outcome.SKIPPED)
+    async with sessions() as session:
+        link = await session.get(OmnichannelLink, claim.team_id)
+    if link is None:
+        response = Response(status_code=None, latency_seconds=0.0, error=NO_LINK_ERROR)
+    else:
+        response = await _send(client, link, claim, policy)
+        WEBHOOK_DELIVERY_LATENCY.observe(response.latency_seconds)
+    return await _record(sessions, claim, response, policy, rng or random.SystemRandom())
+
+
+async def _claim(
+    sessions: async_sessionmaker[AsyncSession], outbox_id: int, policy: DeliveryPolicy
+) -> Claim | None:
+    now = utcnow()
+    async with sessions() as session:
+        row = (
+            await session.execute(
+                update(OutboxEvent)
+                .where(
+                    OutboxEvent.id == outbox_id,
+                    OutboxEvent.kind == WEBHOOK,
+                    OutboxEvent.status == OutboxStatus.PENDING,
+                    OutboxEvent.next_attempt_at <= now + EARLY_TOLERANCE,
+                )
+                .values(
+                    attempt_count=OutboxEvent.attempt_count + 1,
+                    next_attempt_at=now + policy.lease,
+                )
+                .returning(
+                    OutboxEvent.id,
+                    OutboxEvent.webhook_id,
+                    OutboxEvent.team_id,
+                    OutboxEvent.event_type,
+                    OutboxEvent.record_id,
+                    OutboxEvent.body,
+                    OutboxEvent.attempt_count,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        ).one_or_none()
+        await session.commit()
+    if row is None:
+        return None
+    return Claim(
+        id=row.id,
+        webhook_id=row.webhook_id,
+        team_id=row.team_id,
+        event_type=row.event_type,
+        record_id=row.record_id,
+        body=row.body or "",
+        attempt=row.attempt_count,
+    )
+
+
+async def _send(
+    client: httpx.AsyncClient, link: OmnichannelLink, claim: Claim, policy: DeliveryPolicy
+) -> Response:
+    now = utcnow()
+    headers = sign_headers(
+        claim.webhook_id, claim.body, signing_secrets(link, now, policy.rotation_grace), at=now
+    )
+    # Uncompressed answers keep the stored excerpt readable and its size what was read.
+    headers.update({"content-type": "application/json", "accept-encoding": "identity"})
+    url = f"{link.base_url.rstrip('/')}{WEBHOOK_PATH}"
+    started = time.perf_counter()
+    try:
+        # httpx bounds each phase; the deadline bounds the whole exchange (a receiver that
+        # trickles bytes never holds a worker longer than the timeout).
+        async with asyncio.timeout(policy.timeout_seconds):
+            async with client.stream(
+                "POST", url, content=claim.body.encode(), headers=headers
+            ) as answer:
+                excerpt = await _read_excerpt(answer)
+    except (TimeoutError, httpx.TimeoutException):
+        return Response(
+            status_code=None,
+            latency_seconds=time.perf_counter() - started,
+            error=f"timeout after {policy.timeout_seconds:g}s",
+        )
+    except httpx.HTTPError as error:
+        return Response(
+            status_code=None,
+            latency_seconds=time.perf_counter() - started,
+            error=f"{type(error).__name__}: {error}"[:500],
+        )
+    return Response(
+        status_code=answer.status_code,
+        latency_seconds=time.perf_counter() - started,
+        excerpt=excerpt,
+        error=None
+        if answer.is_success
+        else f"HTTP {answer.status_code} {answer.reason_phrase}".rstrip(),
+        retry_after=parse_retry_after(answer.headers.get("retry-after"), utcnow()),
+    )
+
+
+async def _read_excerpt(answer: httpx.Response) -> str | None:
+    """At most the first KiB of the answer: enough to diagnose, bounded whatever it sends."""
+    if answer.is_stream_consumed:  # an in-memory transport hands over the answer read
+        return answer.content[:EXCERPT_BYTES].decode("utf-8", errors="replace") or None
+    received = bytearray()
+    async for chunk in answer.aiter_raw():
+        received.extend(chunk)
+        if len(received) >= EXCERPT_BYTES:
+            break
+    if not received:
+        return None
+    return bytes(received[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
+
+
+async def _record(
+    sessions: async_sessionmaker[AsyncSession],
+    claim: Claim,
+    response: Response,
+    policy: DeliveryPolicy,
+    rng: random.Random,
+) -> DeliveryResult:
+    now = utcnow()
+    delivered = response.status_code is not None and 200 <= response.status_code < 300
+    retryable = not delivered and is_retryable(response.status_code)
+    retry_in = policy.retry_delay(claim.attempt, response.retry_after, rng) if retryable else None
+    values: dict[str, object]
+    if delivered:
+        outcome = Outcome.DELIVERED
+        values = {"status": OutboxStatus.DELIVERED, "completed_at": now, "last_error": None}
+    elif retry_in is not None:
+        outcome = Outcome.RETRY
+        values = {
+            "next_attempt_at": now + timedelta(seconds=retry_in),
+            "last_error": response.error,
+        }
+    else:
+        outcome = Outcome.FAILED
+        reason = f"gave up after {claim.attempt} attempts: " if retryable else ""
+        values = {
+            "status": OutboxStatus.FAILED,
+            "completed_at": now,
+            "last_error": f"{reason}{response.error}",
+        }
+
+    conditions = [OutboxEvent.id == claim.id, OutboxEvent.status == OutboxStatus.PENDING]
+    if not delivered:
+        # Only the holder of the latest claim decides about retries; a delivery counts
+        # whoever made it.
+        conditions.append(OutboxEvent.attempt_count == claim.attempt)
+    async with sessions() as session:
+        session.add(
+            DeliveryAttempt(
+                outbox_event_id=claim.id,
+                status_code=response.status_code,
+                latency_ms=round(response.latency_seconds * 1000),
+                error=response.error,
+                response_excerpt=response.excerpt,
+                created_at=now,
+            )
+        )
+        await session.execute(
+            update(OutboxEvent)
+            .where(*conditions)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+
+    WEBHOOK_DELIVERIES.labels(outcome=outcome.value).inc()
+    log_level = logging.WARNING if outcome is Outcome.FAILED else logging.INFO
+    log.log(
+        log_level,
+        "webhook attempt",
+        extra={
+            "outbox_id": claim.id,
+            "webhook_id": claim.webhook_id,
+            "event_type": claim.event_type,
+            "record_id": claim.record_id,
+            "team_id": claim.team_id,
+            "attempt": claim.attempt,
+            "status_code": response.status_code,
+            "latency_ms": round(response.latency_seconds * 1000),
+            "outcome": outcome.value,
+            "error": response.error,
+            "retry_in": None if retry_in is None else round(retry_in, 3),
+        },
+    )
+    return DeliveryResult(outcome, retry_in)
