@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omni_service.previews.models import DealPreview, PreviewState, TicketPreview
@@ -65,75 +65,66 @@ async def _apply(
     now: datetime,
 ) -> bool:
     room_id = data.channel_integration_room_id
+    # The display state a create or update carries; a delete carries none.
+    state = None if isinstance(data, DealDeleteData | TicketDeleteData) else data
     await rooms_service.lock_room(session, organization_id, room_id)
     row = await session.scalar(
         select(model).where(model.organization_id == organization_id, model.record_id == data.id)
     )
-    if row is not None and row.room_id != room_id:
-        # The CRM sets a record's room once, at create; an event naming another room
-        # cannot be in order with what we hold, so it must not move the record.
-        return False
-    if row is not None and row.state == PreviewState.DELETED:
-        return False
 
-    if isinstance(data, DealDeleteData | TicketDeleteData):
-        if row is None:
-            row = model(
-                organization_id=organization_id,
-                room_id=room_id,
-                record_id=data.id,
-                crm_created_at=data.created_at,
-                version=data.version,
-            )
-            session.add(row)
-        # A delete wins whatever its version: it is the record's last event.
-        row.version = max(row.version, data.version)
-        row.state = PreviewState.DELETED
-        row.deleted_at = now
-    elif row is None:
-        row = model(
-            organization_id=organization_id,
-            room_id=room_id,
-            record_id=data.id,
-            crm_created_at=data.created_at,
-            # Settled below: it becomes active only if it is the room's newest.
-            state=PreviewState.REPLACED,
-        )
-        row.show(data)
-        session.add(row)
-    elif data.version > row.version:
-        # ``crm_created_at`` is the record's identity in the room's order; it is kept from
-        # the first event so a record cannot change places.
-        row.show(data)
-    else:
-        return False
+    if row is not None:
+        if row.room_id != room_id or row.state == PreviewState.DELETED:
+            # The CRM sets a record's room once, at create, so an event naming another
+            # room cannot be in order with what we hold; and a tombstone is final.
+            return False
+        # A known record keeps its place in the room's order (``crm_created_at`` is kept
+        # from its first event), so only its own row changes.
+        if state is None:
+            # A delete wins whatever its version: it is the record's last event. Deleting
+            # the active preview leaves the room at its call to action, because this
+            # record stays the room's newest.
+            row.version = max(row.version, data.version)
+            row.state = PreviewState.DELETED
+            row.deleted_at = now
+        elif state.version > row.version:
+            row.show(state)
+        else:
+            return False
+        await session.flush()
+        return True
 
-    await session.flush()
-    await _settle_room(session, model, organization_id, room_id)
-    return True
-
-
-async def _settle_room(
-    session: AsyncSession, model: type[Preview], organization_id: int, room_id: str
-) -> None:
-    """Make the room's newest record its active preview, unless it is deleted."""
-    in_room = (model.organization_id == organization_id, model.room_id == room_id)
+    # The record's first event: either it is newer than every record the room has seen
+    # and takes the room, or it is kept as replaced (or deleted) and never shows.
     newest = await session.scalar(
         select(model)
-        .where(*in_room)
+        .where(model.organization_id == organization_id, model.room_id == room_id)
         .order_by(model.crm_created_at.desc(), model.record_id.desc())
         .limit(1)
     )
-    assert newest is not None, "settled right after writing a row of this room"
-    # Demote before promoting: the partial unique index allows one active row at any time.
-    await session.execute(
-        update(model)
-        .where(*in_room, model.state == PreviewState.ACTIVE, model.id != newest.id)
-        .values(state=PreviewState.REPLACED)
+    is_newest = newest is None or (data.created_at, data.id) > (
+        newest.crm_created_at,
+        newest.record_id,
     )
-    if newest.state == PreviewState.REPLACED:
-        newest.state = PreviewState.ACTIVE
+    if is_newest and newest is not None and newest.state == PreviewState.ACTIVE:
+        # Demote before inserting: the partial unique index allows one active row at a time.
+        newest.state = PreviewState.REPLACED
         await session.flush()
+    row = model(
+        organization_id=organization_id,
+        room_id=room_id,
+        record_id=data.id,
+        crm_created_at=data.created_at,
+        version=data.version,
+    )
+    if state is None:
+        row.state = PreviewState.DELETED
+        row.deleted_at = now
+    else:
+        row.state = PreviewState.ACTIVE if is_newest else PreviewState.REPLACED
+        row.show(state)
+    session.add(row)
+    await session.flush()
+    return True
 
 
 async def room_preview(session: AsyncSession, organization_id: int, room_id: str) -> RoomPreview:

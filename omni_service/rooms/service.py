@@ -12,10 +12,17 @@ from omni_service.rooms.models import Message, Room, SenderType
 async def lock_room(session: AsyncSession, organization_id: int, room_id: str) -> None:
     """Hold the room's row lock until the transaction ends, creating the row if needed.
 
-    PostgreSQL: ``INSERT ... ON CONFLICT DO NOTHING`` waits for a concurrent creator of the
-    same row, then ``SELECT ... FOR UPDATE`` queues behind whoever holds the room. SQLite
-    has a single writer per database, which serialises the same way.
+    PostgreSQL: ``SELECT ... FOR UPDATE`` queues behind whoever holds the room; for a new
+    room, ``INSERT ... ON CONFLICT DO NOTHING`` first waits for a concurrent creator of the
+    same row. SQLite has a single writer per database, which serialises the same way.
     """
+    locked = (
+        select(Room.id)
+        .where(Room.organization_id == organization_id, Room.room_id == room_id)
+        .with_for_update()
+    )
+    if await session.scalar(locked) is not None:
+        return
     await session.execute(
         insert_ignoring_conflict(
             session,
@@ -24,11 +31,7 @@ async def lock_room(session: AsyncSession, organization_id: int, room_id: str) -
             ["organization_id", "room_id"],
         )
     )
-    await session.execute(
-        select(Room.id)
-        .where(Room.organization_id == organization_id, Room.room_id == room_id)
-        .with_for_update()
-    )
+    await session.execute(locked)
 
 
 async def post_message(
