@@ -23,6 +23,7 @@ from crm_service.teams.features import build_flag_cache
 from crm_service.teams.router import admin_router as teams_admin_router
 from crm_service.teams.router import token_router
 from crm_service.tickets.router import router as tickets_router
+from crm_service.timeline.router import router as timeline_router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pipelines_router,
         deals_router,
         tickets_router,
+        timeline_router,
     ):
         app.include_router(router)
 
