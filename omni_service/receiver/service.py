@@ -22,6 +22,7 @@ from omni_service.errors import BadRequest, NotFound, Unauthorized, Unprocessabl
 from omni_service.organizations import service as organizations_service
 from omni_service.organizations.models import Organization
 from omni_service.previews import service as previews_service
+from omni_service.previews.service import RecordDelete, RecordState
 from omni_service.receiver.models import WEBHOOK_ID_MAX_LENGTH, Outcome, ReceivedEvent
 from omni_service.settings import Settings
 from shared_contracts.events import EventEnvelope, EventType, split_event_type
@@ -133,7 +134,7 @@ def _event_type(document: dict[str, Any]) -> EventType:
         raise BadRequest(f"unknown event type {raw!r}") from error
 
 
-def _payload(document: dict[str, Any]) -> Any:
+def _payload(document: dict[str, Any]) -> RecordState | RecordDelete:
     try:
         return EventEnvelope.model_validate(document).parsed_data()
     except ValidationError as error:
