@@ -154,19 +154,19 @@ class WorkerRuntime:
 runtime = WorkerRuntime()
 
 
-@setup_logging.connect
+@setup_logging.connect  # type: ignore[untyped-decorator]
 def _setup_logging(loglevel: Any = None, **_: Any) -> None:
     # Connecting here stops Celery from installing its own text format: the worker logs
     # the same JSON lines as the API.
     configure_logging(loglevel if isinstance(loglevel, int) else logging.INFO)
 
 
-@worker_process_init.connect
+@worker_process_init.connect  # type: ignore[untyped-decorator]
 def _init_process(**_: Any) -> None:
     runtime.start(get_settings())
 
 
-@worker_process_shutdown.connect
+@worker_process_shutdown.connect  # type: ignore[untyped-decorator]
 def _shutdown_process(**_: Any) -> None:
     runtime.stop()
 

@@ -74,7 +74,7 @@ class DeliveryService:
         events = list(
             await session.scalars(query.order_by(OutboxEvent.id.desc()).limit(limit).offset(offset))
         )
-        attempts = await self._attempts(session, [event.id for event in events])
+        attempts = await _attempts_by_event(session, [event.id for event in events])
         return DeliveryPage(
             items=[
                 _entry(event, [AttemptOut.model_validate(a) for a in attempts[event.id]])
@@ -87,7 +87,7 @@ class DeliveryService:
     async def get(self, session: AsyncSession, outbox_id: int) -> DeliveryDetail:
         """One event with its attempts and the excerpts of the receiver's answers."""
         event = await self._webhook(session, outbox_id)
-        attempts = (await self._attempts(session, [event.id]))[event.id]
+        attempts = (await _attempts_by_event(session, [event.id]))[event.id]
         entry = _entry(event, [])
         return DeliveryDetail.model_validate(
             {
@@ -113,7 +113,7 @@ class DeliveryService:
         event.last_error = None
         await session.flush()
         remember_for_dispatch(session, event.id, WEBHOOK)
-        attempts = (await self._attempts(session, [event.id]))[event.id]
+        attempts = (await _attempts_by_event(session, [event.id]))[event.id]
         return _entry(event, [AttemptOut.model_validate(a) for a in attempts])
 
     async def _webhook(
@@ -127,20 +127,22 @@ class DeliveryService:
             raise NotFound(f"delivery {outbox_id} not found")
         return event
 
-    async def _attempts(
-        self, session: AsyncSession, outbox_ids: Sequence[int]
-    ) -> dict[int, list[DeliveryAttempt]]:
-        grouped: dict[int, list[DeliveryAttempt]] = defaultdict(list)
-        if not outbox_ids:
-            return grouped
-        attempts = await session.scalars(
-            select(DeliveryAttempt)
-            .where(DeliveryAttempt.outbox_event_id.in_(outbox_ids))
-            .order_by(DeliveryAttempt.id)
-        )
-        for attempt in attempts:
-            grouped[attempt.outbox_event_id].append(attempt)
+
+async def _attempts_by_event(
+    session: AsyncSession, outbox_ids: Sequence[int]
+) -> dict[int, list[DeliveryAttempt]]:
+    """The attempts of several events in one query, oldest first per event."""
+    grouped: dict[int, list[DeliveryAttempt]] = defaultdict(list)
+    if not outbox_ids:
         return grouped
+    attempts = await session.scalars(
+        select(DeliveryAttempt)
+        .where(DeliveryAttempt.outbox_event_id.in_(outbox_ids))
+        .order_by(DeliveryAttempt.id)
+    )
+    for attempt in attempts:
+        grouped[attempt.outbox_event_id].append(attempt)
+    return grouped
 
 
 def _entry(event: OutboxEvent, attempts: list[AttemptOut]) -> DeliveryOut:

@@ -24,7 +24,7 @@ from crm_service.worker import (
 log = logging.getLogger(__name__)
 
 
-@celery_app.task(name=DELIVER_WEBHOOK)
+@celery_app.task(name=DELIVER_WEBHOOK)  # type: ignore[untyped-decorator]
 def deliver_webhook(outbox_id: int) -> str:
     """One attempt at one webhook row; schedules the next attempt when it should retry."""
     runtime.ensure_started()
@@ -55,7 +55,7 @@ def deliver_webhook(outbox_id: int) -> str:
     return result.outcome.value
 
 
-@celery_app.task(name=SWEEP_OUTBOX)
+@celery_app.task(name=SWEEP_OUTBOX)  # type: ignore[untyped-decorator]
 def sweep_outbox() -> int:
     """Re-enqueue overdue pending outbox rows; purge expired idempotency keys."""
     runtime.ensure_started()

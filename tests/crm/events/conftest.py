@@ -3,7 +3,7 @@ code run in-process against PostgreSQL with the receiver mocked at the network e
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from crm_service.events.delivery import DeliveryPolicy
 from crm_service.events.models import DeliveryAttempt, OutboxEvent
 from shared_contracts.signatures import generate_secret
 from tests.crm.conftest import ADMIN_KEY, TeamHandle, enable_parity
+from tests.support.processes import RedisServer
 
 OMNI_URL = "http://omni.test"
 WEBHOOK_URL = f"{OMNI_URL}/webhooks/crm"
@@ -143,3 +144,10 @@ async def webhook_event(
     await create_record(client, linked_team)
     [row] = await outbox_rows(sessions, kind="webhook")
     return row
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A private Redis for this test alone."""
+    with RedisServer() as server:
+        yield server

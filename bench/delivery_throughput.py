@@ -1,0 +1,197 @@
+"""Delivery throughput of one Celery worker against a local receiver.
+
+    .venv/bin/python -m bench.delivery_throughput --events 2000 --concurrency 2
+
+Sets up a throw-away PostgreSQL database (migrated), a private Redis broker and a
+loopback receiver answering 200; writes ``--events`` pending webhook rows for one linked
+team and queues their tasks; then starts one worker (``--concurrency`` pool processes)
+and waits until every row is delivered. Throughput is measured between the first and
+the last recorded attempt, so worker start-up is not counted. Needs PostgreSQL on
+127.0.0.1:5432 (``TEST_POSTGRES_DSN``) and ``redis-server``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from crm_service.database import create_engine, session_factory
+from crm_service.events.models import DeliveryAttempt, OutboxEvent, OutboxStatus
+from crm_service.events.outbox import WEBHOOK, new_webhook_id
+from crm_service.settings import Settings
+from crm_service.teams.models import OmnichannelLink, Team
+from crm_service.worker import DELIVER_WEBHOOK, WEBHOOKS_QUEUE, make_celery
+from shared_contracts.events import DealData, EventType, NamedRef, build_envelope
+from shared_contracts.signatures import generate_secret
+from tests.support.databases import async_url, create_template, drop_database
+from tests.support.processes import (
+    LoopbackReceiver,
+    RedisServer,
+    service_env,
+    start_celery_worker,
+    wait_until,
+)
+
+MAX_EVENTS = 20_000
+
+
+def event_body(record_id: int) -> str:
+    now = datetime.now(UTC)
+    data = DealData(
+        id=record_id,
+        slug=f"slug-{record_id}",
+        company_id="bench-company",
+        channel_integration_room_id=f"room-{record_id}",
+        name=f"Deal {record_id}",
+        stage=NamedRef(id=1, name="New"),
+        pipeline=NamedRef(id=1, name="Sales"),
+        size=Decimal("1500000"),
+        status="open",
+        creator_flag="bot",
+        creator_name="Bot",
+        external_url=f"https://crm.bench.test/deals/{record_id}",
+        created_at=now,
+        updated_at=now,
+        version=1,
+    )
+    return build_envelope(EventType.DEAL_CREATE, data)
+
+
+async def write_events(database_url: str, receiver_url: str, count: int) -> list[int]:
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            team = Team(name="Bench", external_company_id="bench-company", api_key_hash="bench")
+            session.add(team)
+            await session.flush()
+            session.add(
+                OmnichannelLink(
+                    team_id=team.id,
+                    base_url=receiver_url,
+                    public_url=receiver_url,
+                    webhook_secret=generate_secret(),
+                    api_token="bench",
+                )
+            )
+            rows = [
+                OutboxEvent(
+                    webhook_id=new_webhook_id(),
+                    team_id=team.id,
+                    kind=WEBHOOK,
+                    event_type=str(EventType.DEAL_CREATE),
+                    record_kind="deal",
+                    record_id=number,
+                    room_id=f"room-{number}",
+                    body=event_body(number),
+                )
+                for number in range(1, count + 1)
+            ]
+            session.add_all(rows)
+            await session.commit()
+            return [row.id for row in rows]
+    finally:
+        await engine.dispose()
+
+
+async def delivered_count(database_url: str) -> int:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            return int(
+                await connection.scalar(
+                    select(func.count())
+                    .select_from(OutboxEvent)
+                    .where(OutboxEvent.status == OutboxStatus.DELIVERED)
+                )
+                or 0
+            )
+    finally:
+        await engine.dispose()
+
+
+async def attempt_stats(database_url: str) -> tuple[int, float, list[int]]:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            first, last, attempts = (
+                await connection.execute(
+                    select(
+                        func.min(DeliveryAttempt.created_at),
+                        func.max(DeliveryAttempt.created_at),
+                        func.count(),
+                    )
+                )
+            ).one()
+            latencies = list(await connection.scalars(select(DeliveryAttempt.latency_ms)))
+        return int(attempts), (last - first).total_seconds(), latencies
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--pool", default="prefork")
+    args = parser.parse_args(argv)
+    if not 2 <= args.events <= MAX_EVENTS:
+        parser.error(f"--events must be between 2 and {MAX_EVENTS}")
+
+    database = create_template("crm")
+    database_url = async_url(database)
+    try:
+        with (
+            RedisServer() as redis,
+            LoopbackReceiver() as receiver,
+            tempfile.TemporaryDirectory() as logs,
+        ):
+            omni = receiver.endpoint()
+            ids = asyncio.run(write_events(database_url, omni.base_url, args.events))
+            settings = Settings(database_url=database_url, celery_broker_url=redis.url())
+            producer = make_celery(settings)
+            for outbox_id in ids:
+                producer.send_task(DELIVER_WEBHOOK, args=[outbox_id], queue=WEBHOOKS_QUEUE)
+
+            env = service_env(CRM_DATABASE_URL=database_url, CELERY_BROKER_URL=redis.url())
+            worker = start_celery_worker(
+                env,
+                log_dir=Path(logs),
+                queues=("webhooks",),
+                concurrency=args.concurrency,
+                pool=args.pool,
+            )
+            try:
+                wait_until(
+                    lambda: asyncio.run(delivered_count(database_url)) == args.events,
+                    timeout=max(60.0, args.events / 10),
+                    interval=0.5,
+                    message=worker.tail,
+                )
+            finally:
+                worker.stop()
+            attempts, seconds, latencies = asyncio.run(attempt_stats(database_url))
+            received = len(omni.requests)
+    finally:
+        drop_database(database)
+
+    rate = (attempts - 1) / seconds if seconds > 0 else float("inf")
+    cuts = statistics.quantiles(latencies, n=100)
+    print(
+        f"events={args.events} attempts={attempts} received={received} "
+        f"worker_concurrency={args.concurrency} pool={args.pool}\n"
+        f"first-to-last attempt: {seconds:.2f} s -> {rate:.0f} events/s\n"
+        f"attempt latency ms: p50={cuts[49]:.0f} p95={cuts[94]:.0f} max={max(latencies)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

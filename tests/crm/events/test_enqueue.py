@@ -1,0 +1,53 @@
+"""Handing outbox rows to the broker: each kind to its task and queue, and a clear error
+(never a hang, never a silent drop) when the broker is down."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from kombu.exceptions import OperationalError
+from redis import Redis
+
+from crm_service import worker
+from tests.crm.conftest import crm_settings
+from tests.support.processes import RedisServer, free_port
+
+
+def use_broker(monkeypatch: pytest.MonkeyPatch, broker_url: str) -> None:
+    app = worker.make_celery(crm_settings("sqlite+aiosqlite://", celery_broker_url=broker_url))
+    monkeypatch.setattr(worker, "celery_app", app)
+
+
+def queued(redis: Redis, queue: str) -> list[tuple[str, list[int]]]:
+    """(task name, args) of each message waiting in ``queue`` (kombu's Redis layout)."""
+    messages = []
+    for raw in redis.lrange(queue, 0, -1):
+        message = json.loads(raw)
+        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        messages.append((message["headers"]["task"], args))
+    return messages
+
+
+def test_each_kind_goes_to_its_task_on_its_queue(
+    monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
+) -> None:
+    use_broker(monkeypatch, redis_server.url())
+
+    worker.enqueue_outbox([(1, "webhook"), (2, "timeline_note"), (3, "webhook")])
+
+    redis = Redis.from_url(redis_server.url())
+    assert sorted(queued(redis, "webhooks")) == [
+        ("crm.events.deliver_webhook", [1]),
+        ("crm.events.deliver_webhook", [3]),
+    ]
+    assert queued(redis, "timeline") == [("crm.timeline.write_note", [2])]
+    redis.close()
+
+
+def test_an_unreachable_broker_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_broker(monkeypatch, f"redis://127.0.0.1:{free_port()}/0")
+
+    with pytest.raises(OperationalError):
+        worker.enqueue_outbox([(1, "webhook")])

@@ -1,0 +1,128 @@
+"""The outbox sweep: re-enqueue what was left behind, and only that."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from crm_service.database import utcnow
+from crm_service.events.models import OutboxEvent
+from crm_service.events.sweep import claim_overdue, purge_idempotency_keys
+from crm_service.idempotency.models import IdempotencyKey
+from crm_service.worker import TASK_BY_KIND
+from tests.crm.events.conftest import LinkedTeam, create_record, outbox_row, outbox_rows
+
+Sessions = async_sessionmaker[AsyncSession]
+GRACE = timedelta(seconds=60)
+
+
+async def set_row(sessions: Sessions, outbox_id: int, **values: object) -> None:
+    async with sessions() as session:
+        await session.execute(
+            update(OutboxEvent).where(OutboxEvent.id == outbox_id).values(**values)
+        )
+        await session.commit()
+
+
+async def age(sessions: Sessions, outbox_id: int, seconds: float) -> None:
+    await set_row(sessions, outbox_id, next_attempt_at=utcnow() - timedelta(seconds=seconds))
+
+
+async def test_overdue_pending_rows_of_both_kinds_are_reenqueued(
+    client: httpx.AsyncClient, linked_team: LinkedTeam, sessions: Sessions
+) -> None:
+    await create_record(client, linked_team)
+    webhook, note = await outbox_rows(sessions)
+    for row in (webhook, note):
+        await age(sessions, row.id, 120)
+
+    items = await claim_overdue(sessions, kinds=TASK_BY_KIND, grace=GRACE)
+
+    assert sorted(items) == sorted([(webhook.id, "webhook"), (note.id, "timeline_note")])
+
+
+async def test_rows_within_the_grace_period_are_left_to_their_task(
+    client: httpx.AsyncClient, linked_team: LinkedTeam, sessions: Sessions
+) -> None:
+    await create_record(client, linked_team)
+    for row in await outbox_rows(sessions):
+        await age(sessions, row.id, 30)
+
+    assert await claim_overdue(sessions, kinds=TASK_BY_KIND, grace=GRACE) == []
+
+
+async def test_delivered_and_failed_rows_are_never_reenqueued(
+    client: httpx.AsyncClient, linked_team: LinkedTeam, sessions: Sessions
+) -> None:
+    await create_record(client, linked_team)
+    await create_record(client, linked_team, channel_integration_room_id="room-2")
+    first, second = await outbox_rows(sessions, kind="webhook")
+    await set_row(sessions, first.id, status="delivered")
+    await set_row(sessions, second.id, status="failed")
+    for row in (first, second):
+        await age(sessions, row.id, 120)
+
+    assert await claim_overdue(sessions, kinds=["webhook"], grace=GRACE) == []
+
+
+async def test_a_reenqueued_row_is_due_but_not_overdue_again_until_another_grace(
+    client: httpx.AsyncClient, linked_team: LinkedTeam, sessions: Sessions
+) -> None:
+    await create_record(client, linked_team)
+    [webhook] = await outbox_rows(sessions, kind="webhook")
+    await age(sessions, webhook.id, 120)
+    before = utcnow()
+
+    first = await claim_overdue(sessions, kinds=["webhook"], grace=GRACE)
+    again = await claim_overdue(sessions, kinds=["webhook"], grace=GRACE)
+
+    assert (first, again) == ([(webhook.id, "webhook")], [])
+    row = await outbox_row(sessions, webhook.id)
+    assert before <= row.next_attempt_at <= utcnow()
+    assert row.enqueued_at == row.next_attempt_at
+
+
+async def test_each_kind_gets_its_own_batch(
+    client: httpx.AsyncClient, linked_team: LinkedTeam, sessions: Sessions
+) -> None:
+    for room in range(3):
+        await create_record(client, linked_team, channel_integration_room_id=f"room-{room}")
+    for row in await outbox_rows(sessions):
+        await age(sessions, row.id, 120)
+
+    items = await claim_overdue(sessions, kinds=TASK_BY_KIND, grace=GRACE, batch=2)
+
+    assert sorted(kind for _, kind in items) == ["timeline_note"] * 2 + ["webhook"] * 2
+
+
+async def test_idempotency_keys_older_than_their_lifetime_are_purged(
+    linked_team: LinkedTeam, sessions: Sessions
+) -> None:
+    now = utcnow()
+    async with sessions() as session:
+        session.add_all(
+            [
+                IdempotencyKey(
+                    team_id=linked_team.id,
+                    key="old",
+                    fingerprint="f",
+                    created_at=now - timedelta(hours=25),
+                ),
+                IdempotencyKey(
+                    team_id=linked_team.id,
+                    key="fresh",
+                    fingerprint="f",
+                    created_at=now - timedelta(hours=23),
+                ),
+            ]
+        )
+        await session.commit()
+
+    purged = await purge_idempotency_keys(sessions, ttl=timedelta(hours=24))
+
+    assert purged == 1
+    async with sessions() as session:
+        assert list(await session.scalars(select(IdempotencyKey.key))) == ["fresh"]
