@@ -117,9 +117,7 @@ async def test_amount_is_accepted_as_the_size(client: httpx.AsyncClient, team: T
     [
         ("bot", "bot", "Bot"),
         ("BOT", "bot", "Bot"),
-        ("Bot", "bot", "Bot"),
         ("agentic_ai", "agentic_ai", "AI"),
-        ("AGENTIC_AI", "agentic_ai", "AI"),
         (" Agentic_AI ", "agentic_ai", "AI"),
     ],
 )
@@ -155,7 +153,7 @@ async def test_admin_issued_token_creates_as_admin(
     assert (deal["creator_flag"], deal["creator_name"]) == (None, "admin")
 
 
-@pytest.mark.parametrize("flag", ["robot", "", "ai", 42, True, ["bot"], {"kind": "bot"}])
+@pytest.mark.parametrize("flag", ["robot", "", 42, {"kind": "bot"}])
 async def test_unrecognised_creator_flag_is_stored_null_logged_and_still_201(
     client: httpx.AsyncClient,
     db: AsyncEngine,
