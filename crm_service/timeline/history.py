@@ -50,11 +50,12 @@ def history_url(base_url: str, room_id: str) -> str:
 async def fetch_history(
     client: httpx.AsyncClient, link: OmniLink, room_id: str, *, deadline_seconds: float
 ) -> list[ChatMessage]:
-    """The room's latest messages. ``deadline_seconds`` bounds the whole exchange, since
-    httpx's timeouts bound each read, not a server that trickles its answer."""
+    """The room's latest messages. ``deadline_seconds`` bounds each phase of the request
+    (whatever the client's own timeouts) and the whole exchange, since httpx's timeouts
+    bound each read, not a server that trickles its answer."""
     try:
         async with asyncio.timeout(deadline_seconds):
-            body = await _get(client, link, room_id)
+            body = await _get(client, link, room_id, deadline_seconds)
     except TimeoutError as error:
         raise HistoryUnavailable(f"no answer within {deadline_seconds:g} s") from error
     except httpx.TimeoutException as error:
@@ -68,12 +69,15 @@ async def fetch_history(
     return parse_history(payload)
 
 
-async def _get(client: httpx.AsyncClient, link: OmniLink, room_id: str) -> bytes:
+async def _get(
+    client: httpx.AsyncClient, link: OmniLink, room_id: str, timeout_seconds: float
+) -> bytes:
     async with client.stream(
         "GET",
         history_url(link.base_url, room_id),
         params={"offset": 1, "limit": HISTORY_PAGE_SIZE},
         headers={"Authorization": f"Bearer {link.api_token}", "Accept": "application/json"},
+        timeout=httpx.Timeout(timeout_seconds),
     ) as response:
         if response.status_code != httpx.codes.OK:
             raise HistoryUnavailable(f"Omni answered {response.status_code}")

@@ -84,7 +84,8 @@ async def note_row_id(crm_app: FastAPI, record_kind: str, record_id: int) -> int
 
 
 async def write_note(crm_app: FastAPI, outbox_id: int, settings: Settings) -> NoteOutcome:
-    async with httpx.AsyncClient(timeout=settings.omni_timeout_seconds) as http:
+    # A client with long timeouts of its own, like the worker's: the Omni timeout must hold.
+    async with httpx.AsyncClient(timeout=60) as http:
         return await timeline_service.write_for_outbox_row(
             crm_app.state.session_factory, outbox_id, http, settings
         )
