@@ -10,7 +10,9 @@ from shared_contracts.creators import CreatorFlag
 from shared_contracts.events import Money, NamedRef, Timestamp
 
 DealStatus = Literal["open", "won", "lost"]
-Amount = Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)]
+# Sizes travel as JSON numbers (doubles): 15 significant digits always come back exactly,
+# 16 may not (99999999999999.99 reads back as ...98), so 15 is the limit.
+Amount = Annotated[Decimal, Field(ge=0, max_digits=15, decimal_places=2)]
 RefName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 
 

@@ -7,7 +7,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from shared_contracts.creators import CreatorFlag, creator_label, parse_creator_flag
 from shared_contracts.events import (
     Action,
     DealData,
@@ -15,8 +18,10 @@ from shared_contracts.events import (
     EventEnvelope,
     EventType,
     NamedRef,
+    Payload,
     RecordKind,
     TicketData,
+    TicketDeleteData,
     build_envelope,
     event_type_for,
     split_event_type,
@@ -118,3 +123,106 @@ def test_a_ticket_payload_refuses_an_unknown_priority() -> None:
 def test_record_kinds_and_actions_are_the_names_in_the_types() -> None:
     assert [str(kind) for kind in RecordKind] == ["deal", "ticket"]
     assert [str(action) for action in Action] == ["create", "update", "delete"]
+
+
+def ticket() -> TicketData:
+    return TicketData(
+        id=9,
+        unique_ticket_id="TCK-000042",
+        company_id="company-1",
+        channel_integration_room_id="room-1",
+        name="Ticket 🎫",
+        description="Printer on fire",
+        status="pending",
+        priority="urgent",
+        creator_flag=CreatorFlag.AGENTIC_AI,
+        creator_name="AI",
+        external_url="https://crm.example.test/tickets/9",
+        created_at=CREATED,
+        updated_at=CREATED,
+        version=4,
+    )
+
+
+SAMPLES: dict[EventType, Payload] = {
+    EventType.DEAL_CREATE: deal(),
+    EventType.DEAL_UPDATE: deal().model_copy(update={"version": 2, "status": "won"}),
+    EventType.DEAL_DELETE: DealDeleteData(
+        id=7,
+        slug="abc",
+        company_id="company-1",
+        channel_integration_room_id="room-1",
+        created_at=CREATED,
+        version=3,
+    ),
+    EventType.TICKET_CREATE: ticket(),
+    EventType.TICKET_UPDATE: ticket().model_copy(update={"version": 5, "priority": "low"}),
+    EventType.TICKET_DELETE: TicketDeleteData(
+        id=9,
+        unique_ticket_id="TCK-000042",
+        company_id="company-1",
+        channel_integration_room_id="room-1",
+        created_at=CREATED,
+        version=6,
+    ),
+}
+
+
+@pytest.mark.parametrize("event_type", list(EventType))
+def test_every_payload_model_round_trips_through_the_envelope(event_type: EventType) -> None:
+    envelope = EventEnvelope.model_validate_json(build_envelope(event_type, SAMPLES[event_type]))
+    assert envelope.type is event_type
+    assert envelope.parsed_data() == SAMPLES[event_type]
+
+
+@given(
+    name=st.text(min_size=1, max_size=255),
+    size=st.none() | st.decimals(min_value=0, max_value=Decimal("9999999999999.99"), places=2),
+    # The CRM stamps its own times (now), so only this era matters.
+    moment=st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    ),
+    version=st.integers(min_value=1, max_value=2**31 - 1),
+    flag=st.sampled_from([None, *CreatorFlag]),
+)
+def test_any_deal_state_the_api_accepts_round_trips_exactly(
+    name: str, size: Decimal | None, moment: datetime, version: int, flag: CreatorFlag | None
+) -> None:
+    data = deal().model_copy(
+        update={
+            "name": name,
+            "size": size,
+            "created_at": moment,
+            "updated_at": moment,
+            "version": version,
+            "creator_flag": flag,
+            "creator_name": creator_label(flag),
+        }
+    )
+    parsed = EventEnvelope.model_validate_json(
+        build_envelope(EventType.DEAL_UPDATE, data)
+    ).parsed_data()
+    assert parsed == data
+
+
+@pytest.mark.parametrize(
+    ("raw", "flag"),
+    [
+        ("bot", CreatorFlag.BOT),
+        (" BOT ", CreatorFlag.BOT),
+        ("Agentic_AI", CreatorFlag.AGENTIC_AI),
+        ("ai", None),
+        ("", None),
+        (None, None),
+        (1, None),
+        (["bot"], None),
+    ],
+)
+def test_creator_flags_parse_case_insensitively_and_anything_else_is_none(
+    raw: object, flag: CreatorFlag | None
+) -> None:
+    assert parse_creator_flag(raw) is flag
+
+
+def test_creator_labels_are_bot_and_ai() -> None:
+    assert [creator_label(flag) for flag in (*CreatorFlag, None)] == ["Bot", "AI", None]

@@ -84,6 +84,7 @@ async def test_every_bad_field_is_reported_at_once(
         ("deals", "size", -5),
         ("deals", "size", 1.234),
         ("deals", "size", 10**17),
+        ("deals", "size", "99999999999999.99"),
         ("deals", "status", "maybe"),
         ("deals", "crm_lead_ids", "1,2"),
         ("deals", "crm_lead_ids", list(range(1, 102))),
@@ -204,6 +205,14 @@ async def test_a_body_just_under_1_mib_is_accepted(
         "/api/v3.1/deals", content=body, headers={**team.auth, "Content-Type": "application/json"}
     )
     assert response.status_code == 201
+
+
+async def test_the_largest_size_round_trips_exactly_as_a_json_number(
+    client: httpx.AsyncClient, team: TeamHandle
+) -> None:
+    deal = await create_deal(client, team, size="9999999999999.99")
+    fetched = await client.get(f"/api/v3.1/deals/{deal['id']}", headers=team.auth)
+    assert b'"size":9999999999999.99' in fetched.content
 
 
 async def test_unknown_fields_in_a_create_are_ignored(
