@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     omni_timeout_seconds: float = 5.0
     note_retention_days: int = Field(default=365, gt=0)
     secret_rotation_grace_seconds: int = 24 * 3600
+    # Prometheus endpoint of a worker (its pool processes' counts need PROMETHEUS_MULTIPROC_DIR).
+    worker_metrics_port: int | None = Field(default=None, gt=0, le=65535)
 
     celery_broker_url: str = Field(
         default="sqla+sqlite:///./var/celery-broker.db",

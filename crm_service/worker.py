@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 from celery import Celery
-from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    setup_logging,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm_service.database import create_engine, session_factory
@@ -29,6 +35,7 @@ from crm_service.logs import configure_logging
 from crm_service.settings import Settings, get_settings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 DELIVER_WEBHOOK = "crm.events.deliver_webhook"
 WRITE_TIMELINE_NOTE = "crm.timeline.write_note"
@@ -159,6 +166,35 @@ def _setup_logging(loglevel: Any = None, **_: Any) -> None:
     # Connecting here stops Celery from installing its own text format: the worker logs
     # the same JSON lines as the API.
     configure_logging(loglevel if isinstance(loglevel, int) else logging.INFO)
+
+
+@worker_init.connect  # type: ignore[untyped-decorator]
+def _serve_metrics(**_: Any) -> None:
+    """``/metrics`` of this worker on ``CRM_WORKER_METRICS_PORT``, from the main process.
+
+    Deliveries are counted in the pool processes; with ``PROMETHEUS_MULTIPROC_DIR`` set
+    (one directory per worker) each writes its counts there and this endpoint sums them.
+    """
+    port = get_settings().worker_metrics_port
+    if port is None:
+        return
+    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    registry = REGISTRY
+    if directory is None:
+        log.warning(
+            "worker metrics without PROMETHEUS_MULTIPROC_DIR show the main process only",
+            extra={"port": port},
+        )
+    else:
+        # Counts left by an earlier run of this worker would be added to this run's.
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink()
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    start_http_server(port, registry=registry)
 
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]

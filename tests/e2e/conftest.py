@@ -84,6 +84,7 @@ class CrmStack:
         log_dir: Path,
         worker: ServiceProcess | None = None,
     ) -> None:
+        """``env`` is what :meth:`start_worker` starts workers with."""
         self.api = api
         self.api_url = api_url
         self.env = env
@@ -196,15 +197,22 @@ class CrmStack:
 
 @contextmanager
 def run_crm(
-    env: dict[str, str], log_dir: Path, *, worker: bool = True, **worker_options: Any
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    worker: bool = True,
+    worker_env: dict[str, str] | None = None,
+    **worker_options: Any,
 ) -> Iterator[CrmStack]:
-    """The API and, if ``worker``, a worker with beat, started side by side."""
+    """The API and, if ``worker``, a worker with beat, started side by side. The worker
+    runs with ``worker_env`` if given (e.g. worker-only metrics settings), else ``env``."""
     worker_options.setdefault("queues", DELIVERY_QUEUES)
     worker_options.setdefault("beat", True)
+    worker_env = worker_env or env
     with ThreadPoolExecutor(max_workers=2) as pool:
         api_start = pool.submit(start_uvicorn, "crm_service.main:app", env, log_dir=log_dir)
         worker_start = (
-            pool.submit(start_celery_worker, env, log_dir=log_dir, **worker_options)
+            pool.submit(start_celery_worker, worker_env, log_dir=log_dir, **worker_options)
             if worker
             else None
         )
@@ -219,7 +227,7 @@ def run_crm(
     stack = CrmStack(
         api=api,
         api_url=api_url,
-        env=env,
+        env=worker_env,
         log_dir=log_dir,
         worker=worker_start.result() if worker_start is not None else None,
     )

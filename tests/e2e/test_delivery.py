@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from svix.webhooks import Webhook as SvixWebhook
 
@@ -29,6 +30,7 @@ from tests.support.processes import (
     Reply,
     free_port,
     replies,
+    wait_until,
 )
 
 pytestmark = pytest.mark.e2e
@@ -43,7 +45,12 @@ def stack(
 ) -> Iterator[CrmStack]:
     env = crm_env(module_database_url, module_redis.url(0), module_redis.url(1))
     log_dir: Path = tmp_path_factory.mktemp("delivery")
-    with run_crm(env, log_dir, concurrency=2) as running:
+    worker_env = {
+        **env,
+        "CRM_WORKER_METRICS_PORT": str(free_port()),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("worker-metrics")),
+    }
+    with run_crm(env, log_dir, worker_env=worker_env, concurrency=2) as running:
         yield running
 
 
@@ -221,3 +228,39 @@ def test_concurrent_creates_each_deliver_one_create_event_once(
     assert set(per_id.values()) == {1}
     assert {event(request)["type"] for request in received} == {"qontak.crm.deal.create"}
     assert sorted(event(request)["data"]["id"] for request in received) == sorted(created)
+
+
+def worker_metric(stack: CrmStack, name: str, labels: str = "") -> float:
+    """One sample of the worker's ``/metrics`` (summed over its pool processes)."""
+    port = stack.env["CRM_WORKER_METRICS_PORT"]
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(f"{name}{labels} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_the_worker_exposes_deliveries_by_outcome_and_their_latency(
+    stack: CrmStack, receiver: LoopbackReceiver
+) -> None:
+    omni = receiver.endpoint(replies(500, 200))
+    team = stack.create_team(omni.base_url)
+    retried = worker_metric(stack, "crm_webhook_deliveries_total", '{outcome="retry"}')
+    delivered = worker_metric(stack, "crm_webhook_deliveries_total", '{outcome="delivered"}')
+    timed = worker_metric(stack, "crm_webhook_delivery_latency_seconds_count")
+
+    stack.create(team, "deals")
+    stack.wait_for_deliveries(team, settled, timeout=TIMEOUT)
+
+    # The outcome is counted just after the attempt is stored (and its latency before):
+    # poll for the last count rather than race the worker.
+    wait_until(
+        lambda: (
+            worker_metric(stack, "crm_webhook_deliveries_total", '{outcome="delivered"}')
+            == delivered + 1
+        ),
+        timeout=10,
+        message="delivery not counted",
+    )
+    assert worker_metric(stack, "crm_webhook_deliveries_total", '{outcome="retry"}') == retried + 1
+    assert worker_metric(stack, "crm_webhook_delivery_latency_seconds_count") == timed + 2
