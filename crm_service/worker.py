@@ -67,12 +67,14 @@ REDIS_SOCKET_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
 
 
 def broker_transport_options(broker_url: str) -> dict[str, Any]:
+    """Options for the Redis transport. The SQLite broker of the embedded mode gets none:
+    kombu hands its transport options to ``create_engine``, and a local file is not a
+    broker that can be down."""
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return {}
     # Redis re-delivers an unacknowledged message after the visibility timeout; retries with
     # a long countdown may be delivered twice, which the task's claim makes harmless.
-    options: dict[str, Any] = {"visibility_timeout": 3600, **PUBLISH_FAILOVER}
-    if broker_url.startswith(("redis://", "rediss://")):
-        options.update(REDIS_SOCKET_OPTIONS)
-    return options
+    return {"visibility_timeout": 3600, **PUBLISH_FAILOVER, **REDIS_SOCKET_OPTIONS}
 
 
 def make_celery(settings: Settings) -> Celery:
