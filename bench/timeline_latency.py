@@ -133,6 +133,7 @@ def measure(
             return items[0] if items else None
 
         entry = wait_until(note, timeout=timeout, interval=poll_seconds)
+        assert entry is not None  # wait_until returns only a truthy value
         observed.append(time.perf_counter() - answered)
         server.append(
             (parse_time(entry["created_at"]) - parse_time(record["created_at"])).total_seconds()

@@ -16,7 +16,7 @@ from crm_service.worker import PURGE_NOTES, WRITE_TIMELINE_NOTE, celery_app, run
 log = logging.getLogger(__name__)
 
 
-@celery_app.task(name=WRITE_TIMELINE_NOTE, acks_late=True)
+@celery_app.task(name=WRITE_TIMELINE_NOTE, acks_late=True)  # type: ignore[untyped-decorator]
 def write_note(outbox_id: int) -> str:
     """Idempotent: a rerun, a duplicate or a sweep re-send writes nothing new. A run that
     fails (database down) leaves the outbox row pending for the sweep to send again."""
@@ -32,7 +32,7 @@ def write_note(outbox_id: int) -> str:
     return str(outcome)
 
 
-@celery_app.task(name=PURGE_NOTES, acks_late=True)
+@celery_app.task(name=PURGE_NOTES, acks_late=True)  # type: ignore[untyped-decorator]
 def purge_notes() -> int:
     """Delete chat notes older than ``CRM_NOTE_RETENTION_DAYS`` (beat runs it hourly)."""
     runtime.ensure_started()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,13 +131,19 @@ def wait_for_note(crm: CrmStack, team: Team, kind: str, record_id: int) -> dict[
 
 
 def wait_for_preview(
-    omni: Omni, linked: Linked, room: str, condition: Any, crm: CrmStack
+    omni: Omni,
+    linked: Linked,
+    room: str,
+    condition: Callable[[dict[str, Any]], bool],
+    crm: CrmStack,
 ) -> dict[str, Any]:
-    def preview() -> dict[str, Any] | None:
+    """The room's preview as the inbox polls it, once ``condition`` holds."""
+
+    def preview() -> dict[str, Any]:
         response = omni.http.get(f"/api/v1/rooms/{room}/crm_preview", headers=linked.omni_auth)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
-        return body if condition(body) else None
+        return body if condition(body) else {}
 
     return wait_until(
         preview, timeout=TIMEOUT, message=lambda: f"{crm.logs()}\n{omni.process.tail()}"

@@ -102,7 +102,7 @@ async def fetch_timeline(
 _message_ids = itertools.count(1)
 
 
-def history_page(*messages: dict[str, Any]) -> dict[str, Any]:
+def history_page(*messages: Any) -> dict[str, Any]:
     """An Omni history page, newest first as Omni answers."""
     return {"items": list(messages), "offset": 1, "limit": 100, "total": len(messages)}
 

@@ -46,7 +46,7 @@ CHAT_EXCERPT = (
 
 
 def failures_counted() -> float:
-    return TIMELINE_LOG_CREATION_FAILED._value.get()
+    return float(TIMELINE_LOG_CREATION_FAILED._value.get())
 
 
 async def only_entry(
@@ -71,7 +71,7 @@ async def notes_of(crm_app: FastAPI, record_kind: str, record_id: int) -> int:
 
 async def outbox_row(crm_app: FastAPI, outbox_id: int) -> OutboxEvent:
     async with crm_app.state.session_factory() as session:
-        row = await session.get(OutboxEvent, outbox_id)
+        row: OutboxEvent | None = await session.get(OutboxEvent, outbox_id)
         assert row is not None
         return row
 
