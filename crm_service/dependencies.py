@@ -13,7 +13,9 @@ from crm_service.events.dispatch import pending_outbox_ids, schedule_dispatch
 from crm_service.settings import Settings
 
 
-def get_settings_from_app(request: Request) -> Settings:
+# Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in
+# a worker thread, a hand-off that costs more than the work on every request.
+async def get_settings_from_app(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -32,7 +32,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        # No pre-ping: on asyncpg it is three round trips (BEGIN, ping, ROLLBACK) on every
+        # checkout, i.e. every request. A connection the server dropped fails its request
+        # once and the pool then replaces every connection older than the failure;
+        # recycling bounds how long an idle connection can go stale unnoticed.
+        engine = create_engine(settings.database_url, pool_pre_ping=False, pool_recycle=1800)
         app.state.engine = engine
         app.state.session_factory = session_factory(engine)
         app.state.flag_cache = build_flag_cache(settings.redis_url)

@@ -10,7 +10,9 @@ from crm_service.teams.auth import CurrentCaller
 from crm_service.teams.features import PrefetchedFlags
 
 
-def record_context(request: Request, caller: CurrentCaller, settings: SettingsDep) -> RecordContext:
+async def record_context(
+    request: Request, caller: CurrentCaller, settings: SettingsDep
+) -> RecordContext:
     flags = PrefetchedFlags(caller.team.id, caller.flags, request.app.state.flag_cache)
     return RecordContext(caller=caller, settings=settings, flag_cache=flags)
 

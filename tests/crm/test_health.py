@@ -8,6 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.crm.conftest import crm_settings, running_client
 from tests.support.processes import free_port, service_env, start_uvicorn
@@ -33,6 +36,23 @@ async def test_readyz_is_503_when_the_database_is_unreachable() -> None:
         response = await client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable"
+
+
+async def test_a_connection_the_database_dropped_fails_one_request_then_the_api_recovers(
+    crm_app: FastAPI, db: AsyncEngine
+) -> None:
+    transport = httpx.ASGITransport(app=crm_app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://crm.test") as client:
+        assert (await client.get("/readyz")).status_code == 200
+        async with db.connect() as connection:
+            await connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        statuses = [(await client.get("/readyz")).status_code for _ in range(3)]
+    assert statuses == [503, 200, 200]
 
 
 @pytest.mark.e2e
