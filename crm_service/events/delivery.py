@@ -173,12 +173,11 @@ async def deliver(
     rng: random.Random | None = None,
 ) -> DeliveryResult:
     """Make one attempt at outbox row ``outbox_id`` if it is due; see the module doc."""
-    claim = await _claim(sessions, outbox_id, policy)
-    if claim is None:
+    claimed = await _claim(sessions, outbox_id, policy)
+    if claimed is None:
         log.info("webhook not due or already handled", extra={"outbox_id": outbox_id})
         return DeliveryResult(Outcome.SKIPPED)
-    async with sessions() as session:
-        link = await session.get(OmnichannelLink, claim.team_id)
+    claim, link = claimed
     if link is None:
         response = Response(status_code=None, latency_seconds=0.0, error=NO_LINK_ERROR)
     else:
@@ -189,7 +188,8 @@ async def deliver(
 
 async def _claim(
     sessions: async_sessionmaker[AsyncSession], outbox_id: int, policy: DeliveryPolicy
-) -> Claim | None:
+) -> tuple[Claim, OmnichannelLink | None] | None:
+    """The claimed row and its team's link (read in the same short transaction)."""
     now = utcnow()
     async with sessions() as session:
         row = (
@@ -217,10 +217,11 @@ async def _claim(
                 .execution_options(synchronize_session=False)
             )
         ).one_or_none()
+        link = None if row is None else await session.get(OmnichannelLink, row.team_id)
         await session.commit()
     if row is None:
         return None
-    return Claim(
+    claim = Claim(
         id=row.id,
         webhook_id=row.webhook_id,
         team_id=row.team_id,
@@ -229,6 +230,7 @@ async def _claim(
         body=row.body or "",
         attempt=row.attempt_count,
     )
+    return claim, link
 
 
 async def _send(
