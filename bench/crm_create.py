@@ -6,7 +6,8 @@ Sets up a throw-away PostgreSQL database (migrated) and a private Redis broker, 
 the CRM (``crm_service.main:app``) and the baseline (``bench.bare_insert_app:app``)
 under uvicorn on loopback, one worker each, and drives ``--requests`` POSTs with
 ``--concurrency`` in flight through httpx, after a short warm-up, each app for at most
-``--duration`` seconds. Prints requests/s and p50/p95/p99 latency for both.
+``--duration`` seconds. Prints requests/s, p50/p95/p99 latency and the server process's
+CPU per request for both (CPU time is what a busy machine distorts least).
 
 The CRM request is what a chatbot sends: a bot deal in a chat room with the contact it
 looked up, for a team with the parity flag on (so the outbox rows are written too). Then,
@@ -24,6 +25,7 @@ import argparse
 import asyncio
 import itertools
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -60,6 +62,7 @@ class LoadResult:
     latencies: list[float]
     statuses: Counter[int]
     elapsed: float
+    server_cpu: float  # seconds of CPU the server process spent on the measured requests
 
     def line(self) -> str:
         ordered = sorted(self.latencies)
@@ -68,7 +71,8 @@ class LoadResult:
         return (
             f"{self.name:<10} {len(ordered):>6} req  {len(ordered) / self.elapsed:>8.1f} req/s  "
             f"p50 {cuts[49] * 1000:>6.1f} ms  p95 {cuts[94] * 1000:>6.1f} ms  "
-            f"p99 {cuts[98] * 1000:>6.1f} ms  201s {ok}/{len(ordered)}"
+            f"p99 {cuts[98] * 1000:>6.1f} ms  server CPU "
+            f"{self.server_cpu / len(ordered) * 1000:>5.2f} ms/req  201s {ok}/{len(ordered)}"
         )
 
 
@@ -90,8 +94,16 @@ def start_app(
     return process, url
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux ``/proc``): unlike requests/s, hardly
+    moved by whatever else the machine is running."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def drive(
     name: str,
+    server: ServiceProcess,
     url: str,
     path: str,
     headers: dict[str, str],
@@ -119,10 +131,13 @@ async def drive(
                 latencies.append(time.perf_counter() - started)
                 statuses[response.status_code] += 1
 
+        assert server.process is not None
+        cpu_before = cpu_seconds(server.process.pid)
         started = time.perf_counter()
         await asyncio.gather(*[client_loop() for _ in range(concurrency)])
         elapsed = time.perf_counter() - started
-    return LoadResult(name, latencies, statuses, elapsed)
+        server_cpu = cpu_seconds(server.process.pid) - cpu_before
+    return LoadResult(name, latencies, statuses, elapsed, server_cpu)
 
 
 @dataclass
@@ -265,6 +280,7 @@ async def run(args: argparse.Namespace, database: str, log_dir: Path) -> None:
                 default = (await http.get("/api/v3.1/pipelines", headers=team.auth)).json()
             crm_result = await drive(
                 "crm",
+                crm,
                 crm_url,
                 "/api/v3.1/deals",
                 team.auth,
@@ -287,6 +303,7 @@ async def run(args: argparse.Namespace, database: str, log_dir: Path) -> None:
     try:
         bare_result = await drive(
             "bare",
+            bare,
             bare_url,
             "/deals",
             {},

@@ -77,7 +77,7 @@ class DealService(RecordService[Deal]):
         self.require_values(given, "name", "status")
         deal, pipeline, stage = await self._load(session, team_id, deal_id, for_update=True)
         self.check_set_once(deal, given)
-        changes = {
+        changes: dict[str, Any] = {
             field: given[field]
             for field in ("name", "size", "status", "crm_source_id")
             if field in given
@@ -160,8 +160,8 @@ class DealService(RecordService[Deal]):
             stage=NamedRef(id=stage.id, name=stage.name),
             pipeline=NamedRef(id=pipeline.id, name=pipeline.name),
             size=deal.size,
-            status=deal.status,  # type: ignore[arg-type]
-            creator_flag=deal.creator_flag,  # type: ignore[arg-type]
+            status=deal.status,
+            creator_flag=deal.creator_flag,
             creator_name=creator_name(deal),
             external_url=self.external_url(context.settings, deal),
             created_at=deal.created_at,
@@ -196,10 +196,10 @@ class DealService(RecordService[Deal]):
             pipeline=NamedRef(id=pipeline.id, name=pipeline.name),
             stage=NamedRef(id=stage.id, name=stage.name),
             size=deal.size,
-            status=deal.status,  # type: ignore[arg-type]
+            status=deal.status,
             crm_source_id=deal.crm_source_id,
             channel_integration_room_id=deal.channel_integration_room_id,
-            creator_flag=deal.creator_flag,  # type: ignore[arg-type]
+            creator_flag=deal.creator_flag,
             creator_name=creator_name(deal),
             crm_lead_ids=contact_ids,
             external_url=self.external_url(context.settings, deal),

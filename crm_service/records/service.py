@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import Integer, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -17,6 +17,7 @@ from crm_service.database import on_commit, utcnow
 from crm_service.errors import NotFound, Unprocessable
 from crm_service.events import outbox
 from crm_service.metrics import count_record_created
+from crm_service.records.models import RecordColumns
 from crm_service.settings import Settings
 from crm_service.teams.auth import Caller
 from crm_service.teams.features import FlagCache
@@ -35,19 +36,7 @@ class RecordContext:
     flag_cache: FlagCache
 
 
-class RecordRow(Protocol):
-    id: int
-    team_id: int
-    name: str
-    channel_integration_room_id: str | None
-    creator_flag: str | None
-    created_by: str
-    version: int
-    updated_at: Any
-    deleted_at: Any
-
-
-R = TypeVar("R", bound=RecordRow)
+R = TypeVar("R", bound=RecordColumns)
 PayloadFactory = Callable[[], Payload]
 
 
@@ -66,7 +55,7 @@ def _present(value: int | None) -> list[int]:
     return [] if value is None else [value]
 
 
-def creator_name(record: RecordRow) -> str:
+def creator_name(record: RecordColumns) -> str:
     return creator_label(record.creator_flag) or record.created_by
 
 

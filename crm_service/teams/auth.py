@@ -59,7 +59,7 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-def _caller_query() -> Select[tuple[Team, str, datetime, bool | None, Pipeline, Stage]]:
+def _caller_query() -> Select[Team, str, datetime, bool, Pipeline, Stage]:
     first_position = (
         select(func.min(Stage.position))
         .where(Stage.pipeline_id == Pipeline.id)

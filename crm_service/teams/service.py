@@ -138,7 +138,7 @@ class TeamService:
             .returning(Team.ticket_sequence)
         )
         assert number is not None
-        return number
+        return int(number)
 
 
 team_service = TeamService()

@@ -66,7 +66,7 @@ class TicketService(RecordService[Ticket]):
         self.require_values(given, "name", "status", "priority")
         ticket = await self.get(session, team_id, ticket_id, for_update=True)
         self.check_set_once(ticket, given)
-        changes = {
+        changes: dict[str, Any] = {
             field: given[field]
             for field in ("name", "description", "status", "priority")
             if field in given
@@ -91,9 +91,9 @@ class TicketService(RecordService[Ticket]):
             channel_integration_room_id=ticket.channel_integration_room_id or "",
             name=ticket.name,
             description=ticket.description,
-            status=ticket.status,  # type: ignore[arg-type]
-            priority=ticket.priority,  # type: ignore[arg-type]
-            creator_flag=ticket.creator_flag,  # type: ignore[arg-type]
+            status=ticket.status,
+            priority=ticket.priority,
+            creator_flag=ticket.creator_flag,
             creator_name=creator_name(ticket),
             external_url=self.external_url(context.settings, ticket),
             created_at=ticket.created_at,
@@ -117,10 +117,10 @@ class TicketService(RecordService[Ticket]):
             unique_ticket_id=ticket.unique_ticket_id,
             name=ticket.name,
             description=ticket.description,
-            status=ticket.status,  # type: ignore[arg-type]
-            priority=ticket.priority,  # type: ignore[arg-type]
+            status=ticket.status,
+            priority=ticket.priority,
             channel_integration_room_id=ticket.channel_integration_room_id,
-            creator_flag=ticket.creator_flag,  # type: ignore[arg-type]
+            creator_flag=ticket.creator_flag,
             creator_name=creator_name(ticket),
             crm_lead_ids=contact_ids,
             external_url=self.external_url(context.settings, ticket),
