@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import Integer, literal, select
+from sqlalchemy import Executable, Integer, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -67,6 +67,9 @@ class RecordService(Generic[R]):
     preview_fields: ClassVar[frozenset[str]]
     url_segment: ClassVar[str]
 
+    def __init__(self) -> None:
+        self._link_statements: dict[str, Executable] = {}
+
     def external_url(self, settings: Settings, record: R) -> str:
         return f"{settings.public_url.rstrip('/')}/{self.url_segment}/{record.id}"
 
@@ -112,19 +115,9 @@ class RecordService(Generic[R]):
         requested = list(dict.fromkeys([*(crm_lead_ids or []), *_present(contact_id)]))
         if not requested:
             return []
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        link = insert(self.link_model).from_select(
-            [self.link_column, "contact_id"],
-            select(literal(record_id, Integer), Contact.id).where(
-                Contact.team_id == team_id, Contact.id.in_(requested)
-            ),
-        )
-        statement = link.on_conflict_do_update(
-            index_elements=[self.link_column, "contact_id"],
-            set_={"contact_id": link.excluded.contact_id},
-        ).returning(self.link_model.contact_id)
-        linked = set(await session.scalars(statement))
+        statement = self._link_statement(session.get_bind().dialect.name)
+        params = {"record_id": record_id, "team_id": team_id, "contact_ids": requested}
+        linked = set(await session.scalars(statement, params))
         skipped = [contact for contact in requested if contact not in linked]
         if skipped:
             log.warning(
@@ -132,6 +125,29 @@ class RecordService(Generic[R]):
                 extra={"team_id": team_id, "skipped_contact_ids": skipped},
             )
         return [contact for contact in requested if contact in linked]
+
+    def _link_statement(self, dialect: str) -> Executable:
+        """Built once per dialect: constructing this statement (and its cache key) on every
+        call cost more CPU than the database spends running it."""
+        statement = self._link_statements.get(dialect)
+        if statement is None:
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            # The table, not the mapped class: an ORM insert executed with parameters is
+            # an ORM bulk insert of those parameters, not this statement.
+            table = self.link_model.__table__
+            link = insert(table).from_select(
+                [self.link_column, "contact_id"],
+                select(bindparam("record_id", type_=Integer), Contact.id).where(
+                    Contact.team_id == bindparam("team_id"),
+                    Contact.id.in_(bindparam("contact_ids", expanding=True)),
+                ),
+            )
+            statement = link.on_conflict_do_update(
+                index_elements=[self.link_column, "contact_id"],
+                set_={"contact_id": link.excluded.contact_id},
+            ).returning(table.c.contact_id)
+            self._link_statements[dialect] = statement
+        return statement
 
     def check_set_once(self, record: R, changes: dict[str, Any]) -> None:
         """The room and the creator flag are fixed at create (DESIGN.md §3)."""
