@@ -3,8 +3,8 @@
 Broker: Redis in production (``CELERY_BROKER_URL=redis://...``), a SQLite file in the
 embedded mode (kombu's SQLAlchemy transport), chosen by settings. Tasks take outbox ids,
 are idempotent, acknowledge late (a worker killed mid-task leads to a redelivery) and
-run on one event loop, one database engine and one webhook HTTP client per worker
-process, made at process init.
+run on one event loop, one database engine, one webhook HTTP client and one feature-flag
+cache per worker process, made at process init.
 
 Queues: ``webhooks`` (signed deliveries), ``timeline`` (chat-history notes) and
 ``maintenance`` (the outbox sweep, retention). Beat runs the sweep every
@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from crm_service.database import create_engine, session_factory
 from crm_service.logs import configure_logging
 from crm_service.settings import Settings, get_settings
+from crm_service.teams.features import FlagCache, build_flag_cache
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -125,13 +126,14 @@ def webhook_client(settings: Settings) -> httpx.AsyncClient:
 
 
 class WorkerRuntime:
-    """The one event loop, engine and webhook client of a worker process."""
+    """The one event loop, engine, webhook client and flag cache of a worker process."""
 
     loop: asyncio.AbstractEventLoop | None = None
     engine: AsyncEngine | None = None
     sessions: async_sessionmaker[AsyncSession] | None = None
     settings: Settings | None = None
     webhooks: httpx.AsyncClient | None = None
+    flags: FlagCache | None = None
 
     def start(self, settings: Settings) -> None:
         self.loop = asyncio.new_event_loop()
@@ -140,6 +142,7 @@ class WorkerRuntime:
         self.engine = create_engine(settings.database_url)
         self.sessions = session_factory(self.engine)
         self.webhooks = webhook_client(settings)
+        self.flags = build_flag_cache(settings.redis_url)
 
     def ensure_started(self) -> None:
         if self.loop is None:  # solo pool / eager mode / a process that missed init
@@ -154,10 +157,14 @@ class WorkerRuntime:
         if self.loop is not None:
             if self.webhooks is not None:
                 self.loop.run_until_complete(self.webhooks.aclose())
+            close = getattr(self.flags, "close", None)  # the Redis cache holds a pool
+            if close is not None:
+                self.loop.run_until_complete(close())
             if self.engine is not None:
                 self.loop.run_until_complete(self.engine.dispose())
             self.loop.close()
         self.loop = self.engine = self.sessions = self.settings = self.webhooks = None
+        self.flags = None
 
 
 runtime = WorkerRuntime()
@@ -195,7 +202,7 @@ def _serve_metrics(**_: Any) -> None:
         for stale in Path(directory).glob("*.db"):
             stale.unlink()
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped upstream
     start_http_server(port, registry=registry)
 
 

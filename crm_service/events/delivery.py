@@ -8,9 +8,13 @@ network:
    duration (the lease). A duplicate task for the same row (a redelivery, the sweep, a
    replay) finds nothing to claim and does nothing; a worker that dies mid-attempt leaves
    a lease that expires, and the sweep hands the row out again.
-2. **send** — the stored body, signed afresh (new ``webhook-timestamp``, same
+2. **gate** — the team's ``bot_ai_creation_parity`` flag, read through the shared flag
+   cache (RFC §4 rollback: turning the flag off stops the events). Off ⇒ nothing is sent,
+   the row is ``failed`` at once with the reason in its attempt log; an admin replays it
+   after turning the flag on again.
+3. **send** — the stored body, signed afresh (new ``webhook-timestamp``, same
    ``webhook-id``), POSTed to ``{base_url}/webhooks/crm`` under a total deadline.
-3. **record** — a :class:`DeliveryAttempt` row, and the row's new state: ``delivered``
+4. **record** — a :class:`DeliveryAttempt` row, and the row's new state: ``delivered``
    on 2xx; a next attempt on 5xx / 408 / 429 / network error / timeout; ``failed`` at
    once on any other answer, or when the retry schedule is exhausted.
 
@@ -38,6 +42,7 @@ from crm_service.events.models import DeliveryAttempt, OutboxEvent, OutboxStatus
 from crm_service.events.outbox import WEBHOOK
 from crm_service.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_LATENCY
 from crm_service.settings import Settings
+from crm_service.teams.features import BOT_AI_CREATION_PARITY, FlagCache, is_enabled
 from crm_service.teams.models import OmnichannelLink
 from shared_contracts.signatures import sign_headers
 
@@ -54,6 +59,7 @@ EARLY_TOLERANCE = timedelta(milliseconds=100)
 # A Retry-After beyond an hour (or the schedule's longest delay) is not waited for.
 RETRY_AFTER_CAP_SECONDS = 3600.0
 NO_LINK_ERROR = "no omnichannel link"
+FLAG_OFF_ERROR = f"{BOT_AI_CREATION_PARITY} is off for this team; replay after turning it on"
 
 
 class Outcome(StrEnum):
@@ -61,6 +67,7 @@ class Outcome(StrEnum):
     RETRY = "retry"
     FAILED = "failed"
     SKIPPED = "skipped"
+    FLAG_OFF = "skipped_flag_off"
 
 
 @dataclass(frozen=True)
@@ -167,23 +174,41 @@ def signing_secrets(link: OmnichannelLink, now: datetime, grace: timedelta) -> l
 async def deliver(
     sessions: async_sessionmaker[AsyncSession],
     client: httpx.AsyncClient,
+    flags: FlagCache,
     outbox_id: int,
     policy: DeliveryPolicy,
     *,
     rng: random.Random | None = None,
 ) -> DeliveryResult:
-    """Make one attempt at outbox row ``outbox_id`` if it is due; see the module doc."""
+    """Make one attempt at outbox row ``outbox_id`` if it is due; see the module doc.
+
+    ``flags`` is the worker process's one flag cache: with ``REDIS_URL`` set it is the
+    Redis one the API writes each flag change to after its commit, so an attempt sees the
+    change at once."""
+    rng = rng or random.SystemRandom()
     claimed = await _claim(sessions, outbox_id, policy)
     if claimed is None:
         log.info("webhook not due or already handled", extra={"outbox_id": outbox_id})
         return DeliveryResult(Outcome.SKIPPED)
     claim, link = claimed
+    if not await _parity_on(sessions, flags, claim.team_id):
+        response = Response(status_code=None, latency_seconds=0.0, error=FLAG_OFF_ERROR)
+        return await _record(sessions, claim, response, policy, rng, flag_off=True)
     if link is None:
         response = Response(status_code=None, latency_seconds=0.0, error=NO_LINK_ERROR)
     else:
         response = await _send(client, link, claim, policy)
         WEBHOOK_DELIVERY_LATENCY.observe(response.latency_seconds)
-    return await _record(sessions, claim, response, policy, rng or random.SystemRandom())
+    return await _record(sessions, claim, response, policy, rng)
+
+
+async def _parity_on(
+    sessions: async_sessionmaker[AsyncSession], flags: FlagCache, team_id: int
+) -> bool:
+    """Read after the claim's commit, so no transaction waits on the cache; the session
+    only connects on a cache miss."""
+    async with sessions() as session:
+        return await is_enabled(session, flags, team_id, BOT_AI_CREATION_PARITY)
 
 
 async def _claim(
@@ -295,10 +320,15 @@ async def _record(
     response: Response,
     policy: DeliveryPolicy,
     rng: random.Random,
+    *,
+    flag_off: bool = False,
 ) -> DeliveryResult:
+    """``flag_off``: nothing was sent because the team's flag is off. The row fails at
+    once rather than retrying: a rollback stops the team's events, and once the flag is
+    back on an admin chooses what to replay."""
     now = utcnow()
     delivered = response.status_code is not None and 200 <= response.status_code < 300
-    retryable = not delivered and is_retryable(response.status_code)
+    retryable = not delivered and not flag_off and is_retryable(response.status_code)
     retry_in = policy.retry_delay(claim.attempt, response.retry_after, rng) if retryable else None
     values: dict[str, object]
     if delivered:
@@ -311,7 +341,7 @@ async def _record(
             "last_error": response.error,
         }
     else:
-        outcome = Outcome.FAILED
+        outcome = Outcome.FLAG_OFF if flag_off else Outcome.FAILED
         reason = f"gave up after {claim.attempt} attempts: " if retryable else ""
         values = {
             "status": OutboxStatus.FAILED,

@@ -29,11 +29,12 @@ def deliver_webhook(outbox_id: int) -> str:
     """One attempt at one webhook row; schedules the next attempt when it should retry."""
     runtime.ensure_started()
     assert runtime.sessions is not None and runtime.webhooks is not None
-    assert runtime.settings is not None
+    assert runtime.settings is not None and runtime.flags is not None
     result = runtime.run(
         deliver(
             runtime.sessions,
             runtime.webhooks,
+            runtime.flags,
             outbox_id,
             DeliveryPolicy.from_settings(runtime.settings),
         )

@@ -11,12 +11,15 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from sqlalchemy import select
+from prometheus_client import REGISTRY
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from crm_service.database import create_engine, session_factory
+from crm_service.database import create_engine, session_factory, utcnow
 from crm_service.events.delivery import DeliveryPolicy
 from crm_service.events.models import DeliveryAttempt, OutboxEvent
+from crm_service.settings import Settings
+from crm_service.teams.features import FlagCache, build_flag_cache
 from shared_contracts.signatures import generate_secret
 from tests.crm.conftest import ADMIN_KEY, TeamHandle, enable_parity
 from tests.support.processes import RedisServer
@@ -121,6 +124,18 @@ async def outbox_row(sessions: async_sessionmaker[AsyncSession], outbox_id: int)
         return row
 
 
+async def make_due(sessions: async_sessionmaker[AsyncSession], outbox_id: int) -> None:
+    async with sessions() as session:
+        await session.execute(
+            update(OutboxEvent).where(OutboxEvent.id == outbox_id).values(next_attempt_at=utcnow())
+        )
+        await session.commit()
+
+
+def deliveries_counted(outcome: str) -> float:
+    return REGISTRY.get_sample_value("crm_webhook_deliveries_total", {"outcome": outcome}) or 0.0
+
+
 async def attempts_of(
     sessions: async_sessionmaker[AsyncSession], outbox_id: int
 ) -> list[DeliveryAttempt]:
@@ -151,3 +166,14 @@ def redis_server() -> Iterator[RedisServer]:
     """A private Redis for this test alone."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture
+async def flags(settings: Settings) -> AsyncIterator[FlagCache]:
+    """The worker process's flag cache, built as the worker builds it: the Redis one when
+    the test's settings name a Redis (shared with the app under test), else its own."""
+    cache = build_flag_cache(settings.redis_url)
+    yield cache
+    close = getattr(cache, "close", None)
+    if close is not None:
+        await close()

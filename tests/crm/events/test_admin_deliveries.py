@@ -14,6 +14,7 @@ from crm_service.errors import Unprocessable
 from crm_service.events.delivery import deliver
 from crm_service.events.models import OutboxEvent
 from crm_service.events.service import delivery_service
+from crm_service.teams.features import FlagCache
 from tests.crm.conftest import ADMIN_KEY, EnqueueRecorder, create_team, enable_parity
 from tests.crm.events.conftest import (
     POLICY,
@@ -40,10 +41,14 @@ async def items(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]
 
 
 async def fail_delivery(
-    sessions: Sessions, webhooks: httpx.AsyncClient, omni: respx.Router, outbox_id: int
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    flags: FlagCache,
+    omni: respx.Router,
+    outbox_id: int,
 ) -> None:
     omni.post(WEBHOOK_URL).respond(400, text="bad event")
-    await deliver(sessions, webhooks, outbox_id, POLICY)
+    await deliver(sessions, webhooks, flags, outbox_id, POLICY)
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-Admin-Key": "wrong"}])
@@ -59,12 +64,13 @@ async def test_entries_show_the_event_and_its_attempts_newest_event_first(
     linked_team: LinkedTeam,
     sessions: Sessions,
     webhooks: httpx.AsyncClient,
+    flags: FlagCache,
     omni: respx.Router,
 ) -> None:
     first = await create_record(client, linked_team)
     second = await create_record(client, linked_team, "tickets", channel_integration_room_id="r2")
     deal_event, _ticket_event = await outbox_rows(sessions, kind="webhook")
-    await fail_delivery(sessions, webhooks, omni, deal_event.id)
+    await fail_delivery(sessions, webhooks, flags, omni, deal_event.id)
 
     body = (await listed(client)).json()
 
@@ -89,6 +95,7 @@ async def test_entries_filter_by_status_event_type_and_team(
     linked_team: LinkedTeam,
     sessions: Sessions,
     webhooks: httpx.AsyncClient,
+    flags: FlagCache,
     omni: respx.Router,
 ) -> None:
     other = await create_team(client, external_company_id="company-other", name="Other")
@@ -97,7 +104,7 @@ async def test_entries_filter_by_status_event_type_and_team(
     await create_record(client, linked_team, "tickets", channel_integration_room_id="r2")
     await create_record(client, other, "tickets", channel_integration_room_id="r3")
     deal_event, ticket_event, other_event = await outbox_rows(sessions, kind="webhook")
-    await fail_delivery(sessions, webhooks, omni, deal_event.id)
+    await fail_delivery(sessions, webhooks, flags, omni, deal_event.id)
 
     assert [e["id"] for e in await items(client, status="failed")] == [deal_event.id]
     assert [e["id"] for e in await items(client, status="pending")] == [
@@ -145,11 +152,12 @@ async def test_the_detail_shows_the_receivers_answer_excerpt(
     linked_team: LinkedTeam,
     sessions: Sessions,
     webhooks: httpx.AsyncClient,
+    flags: FlagCache,
     omni: respx.Router,
 ) -> None:
     await create_record(client, linked_team)
     [event] = await outbox_rows(sessions, kind="webhook")
-    await fail_delivery(sessions, webhooks, omni, event.id)
+    await fail_delivery(sessions, webhooks, flags, omni, event.id)
 
     response = await client.get(f"/admin/deliveries/{event.id}", headers=ADMIN)
 
@@ -163,12 +171,13 @@ async def test_replay_makes_a_failed_event_pending_again_and_enqueues_it(
     linked_team: LinkedTeam,
     sessions: Sessions,
     webhooks: httpx.AsyncClient,
+    flags: FlagCache,
     omni: respx.Router,
     enqueued: EnqueueRecorder,
 ) -> None:
     await create_record(client, linked_team)
     [event] = await outbox_rows(sessions, kind="webhook")
-    await fail_delivery(sessions, webhooks, omni, event.id)
+    await fail_delivery(sessions, webhooks, flags, omni, event.id)
     enqueued.items.clear()
 
     response = await client.post(f"/admin/deliveries/{event.id}/replay", headers=ADMIN)
@@ -186,6 +195,7 @@ async def test_a_replayed_event_gets_a_fresh_retry_schedule(
     linked_team: LinkedTeam,
     sessions: Sessions,
     webhooks: httpx.AsyncClient,
+    flags: FlagCache,
     omni: respx.Router,
 ) -> None:
     await create_record(client, linked_team)
@@ -200,7 +210,7 @@ async def test_a_replayed_event_gets_a_fresh_retry_schedule(
     await client.post(f"/admin/deliveries/{event.id}/replay", headers=ADMIN)
     omni.post(WEBHOOK_URL).respond(503)
 
-    result = await deliver(sessions, webhooks, event.id, POLICY)
+    result = await deliver(sessions, webhooks, flags, event.id, POLICY)
 
     assert result.retry_in is not None
 
@@ -235,15 +245,16 @@ async def test_a_relinked_team_gets_replays_at_its_new_address(
     linked_team: LinkedTeam,
     sessions: Sessions,
     webhooks: httpx.AsyncClient,
+    flags: FlagCache,
     omni: respx.Router,
 ) -> None:
     await create_record(client, linked_team)
     [event] = await outbox_rows(sessions, kind="webhook")
-    await fail_delivery(sessions, webhooks, omni, event.id)
+    await fail_delivery(sessions, webhooks, flags, omni, event.id)
     await link(client, linked_team.id, linked_team.webhook_secret, "http://new-omni.test")
     moved = omni.post("http://new-omni.test/webhooks/crm").respond(200)
 
     await client.post(f"/admin/deliveries/{event.id}/replay", headers=ADMIN)
-    await deliver(sessions, webhooks, event.id, POLICY)
+    await deliver(sessions, webhooks, flags, event.id, POLICY)
 
     assert moved.call_count == 1

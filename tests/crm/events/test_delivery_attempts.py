@@ -11,7 +11,6 @@ import httpx
 import pytest
 import respx
 from prometheus_client import REGISTRY
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from svix.webhooks import Webhook as SvixWebhook
 
@@ -24,6 +23,7 @@ from crm_service.events.delivery import (
     deliver,
 )
 from crm_service.events.models import OutboxEvent
+from crm_service.teams.features import FlagCache
 from shared_contracts.signatures import generate_secret
 from tests.contracts.spec import verify_per_spec
 from tests.crm.conftest import TeamHandle, enable_parity
@@ -33,7 +33,9 @@ from tests.crm.events.conftest import (
     LinkedTeam,
     attempts_of,
     create_record,
+    deliveries_counted,
     link,
+    make_due,
     outbox_row,
     outbox_rows,
 )
@@ -41,24 +43,16 @@ from tests.crm.events.conftest import (
 Sessions = async_sessionmaker[AsyncSession]
 
 
-async def make_due(sessions: Sessions, outbox_id: int) -> None:
-    async with sessions() as session:
-        await session.execute(
-            update(OutboxEvent).where(OutboxEvent.id == outbox_id).values(next_attempt_at=utcnow())
-        )
-        await session.commit()
-
-
-def deliveries_counted(outcome: str) -> float:
-    return REGISTRY.get_sample_value("crm_webhook_deliveries_total", {"outcome": outcome}) or 0.0
-
-
 async def test_a_2xx_answer_marks_the_event_delivered_and_logs_the_attempt(
-    sessions: Sessions, webhooks: httpx.AsyncClient, omni: respx.Router, webhook_event: OutboxEvent
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    omni: respx.Router,
+    webhook_event: OutboxEvent,
+    flags: FlagCache,
 ) -> None:
     omni.post(WEBHOOK_URL).respond(202, text='{"status":"applied"}')
 
-    result = await deliver(sessions, webhooks, webhook_event.id, POLICY)
+    result = await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
 
     assert result.outcome is Outcome.DELIVERED
     row = await outbox_row(sessions, webhook_event.id)
@@ -76,13 +70,14 @@ async def test_a_2xx_answer_marks_the_event_delivered_and_logs_the_attempt(
 async def test_the_stored_body_is_sent_signed_for_three_verifiers(
     sessions: Sessions,
     webhooks: httpx.AsyncClient,
+    flags: FlagCache,
     omni: respx.Router,
     webhook_event: OutboxEvent,
     linked_team: LinkedTeam,
 ) -> None:
     route = omni.post(WEBHOOK_URL).respond(200)
 
-    await deliver(sessions, webhooks, webhook_event.id, POLICY)
+    await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
 
     request = route.calls.last.request
     assert request.content == webhook_event.body.encode()  # type: ignore[union-attr]
@@ -96,6 +91,7 @@ async def test_the_stored_body_is_sent_signed_for_three_verifiers(
 async def test_retryable_answers_schedule_the_next_attempt(
     sessions: Sessions,
     webhooks: httpx.AsyncClient,
+    flags: FlagCache,
     omni: respx.Router,
     webhook_event: OutboxEvent,
     status: int,
@@ -103,7 +99,7 @@ async def test_retryable_answers_schedule_the_next_attempt(
     omni.post(WEBHOOK_URL).respond(status)
     before = utcnow()
 
-    result = await deliver(sessions, webhooks, webhook_event.id, POLICY)
+    result = await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
 
     assert result.outcome is Outcome.RETRY
     assert result.retry_in is not None and 0.8 <= result.retry_in <= 1.2  # schedule[0] ± 20 %
@@ -118,13 +114,14 @@ async def test_retryable_answers_schedule_the_next_attempt(
 async def test_other_answers_fail_at_once(
     sessions: Sessions,
     webhooks: httpx.AsyncClient,
+    flags: FlagCache,
     omni: respx.Router,
     webhook_event: OutboxEvent,
     status: int,
 ) -> None:
     omni.post(WEBHOOK_URL).respond(status)
 
-    result = await deliver(sessions, webhooks, webhook_event.id, POLICY)
+    result = await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
 
     assert (result.outcome, result.retry_in) == (Outcome.FAILED, None)
     row = await outbox_row(sessions, webhook_event.id)
@@ -133,11 +130,15 @@ async def test_other_answers_fail_at_once(
 
 
 async def test_a_network_error_is_recorded_and_retried(
-    sessions: Sessions, webhooks: httpx.AsyncClient, omni: respx.Router, webhook_event: OutboxEvent
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    omni: respx.Router,
+    webhook_event: OutboxEvent,
+    flags: FlagCache,
 ) -> None:
     omni.post(WEBHOOK_URL).mock(side_effect=httpx.ConnectError("connection refused"))
 
-    result = await deliver(sessions, webhooks, webhook_event.id, POLICY)
+    result = await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
 
     assert result.outcome is Outcome.RETRY
     [attempt] = await attempts_of(sessions, webhook_event.id)
@@ -145,11 +146,15 @@ async def test_a_network_error_is_recorded_and_retried(
 
 
 async def test_a_read_timeout_is_recorded_and_retried(
-    sessions: Sessions, webhooks: httpx.AsyncClient, omni: respx.Router, webhook_event: OutboxEvent
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    omni: respx.Router,
+    webhook_event: OutboxEvent,
+    flags: FlagCache,
 ) -> None:
     omni.post(WEBHOOK_URL).mock(side_effect=httpx.ReadTimeout("read timed out"))
 
-    result = await deliver(sessions, webhooks, webhook_event.id, POLICY)
+    result = await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
 
     assert result.outcome is Outcome.RETRY
     [attempt] = await attempts_of(sessions, webhook_event.id)
@@ -157,7 +162,11 @@ async def test_a_read_timeout_is_recorded_and_retried(
 
 
 async def test_the_whole_exchange_is_cut_at_the_timeout(
-    sessions: Sessions, webhooks: httpx.AsyncClient, omni: respx.Router, webhook_event: OutboxEvent
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    omni: respx.Router,
+    webhook_event: OutboxEvent,
+    flags: FlagCache,
 ) -> None:
     async def stalls(_request: httpx.Request) -> httpx.Response:
         await asyncio.sleep(30)
@@ -168,7 +177,7 @@ async def test_the_whole_exchange_is_cut_at_the_timeout(
         schedule=POLICY.schedule, timeout_seconds=0.2, rotation_grace=POLICY.rotation_grace
     )
 
-    result = await deliver(sessions, webhooks, webhook_event.id, policy)
+    result = await deliver(sessions, webhooks, flags, webhook_event.id, policy)
 
     assert result.outcome is Outcome.RETRY
     [attempt] = await attempts_of(sessions, webhook_event.id)
@@ -176,7 +185,11 @@ async def test_the_whole_exchange_is_cut_at_the_timeout(
 
 
 async def test_the_event_is_dead_lettered_when_the_schedule_is_exhausted(
-    sessions: Sessions, webhooks: httpx.AsyncClient, omni: respx.Router, webhook_event: OutboxEvent
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    omni: respx.Router,
+    webhook_event: OutboxEvent,
+    flags: FlagCache,
 ) -> None:
     omni.post(WEBHOOK_URL).respond(503)
     policy = DeliveryPolicy(schedule=(0.0, 0.0), timeout_seconds=1.0, rotation_grace=timedelta(0))
@@ -184,7 +197,9 @@ async def test_the_event_is_dead_lettered_when_the_schedule_is_exhausted(
 
     outcomes = []
     for _ in range(3):
-        outcomes.append((await deliver(sessions, webhooks, webhook_event.id, policy)).outcome)
+        outcomes.append(
+            (await deliver(sessions, webhooks, flags, webhook_event.id, policy)).outcome
+        )
         await make_due(sessions, webhook_event.id)
 
     assert outcomes == [Outcome.RETRY, Outcome.RETRY, Outcome.FAILED]
@@ -195,15 +210,19 @@ async def test_the_event_is_dead_lettered_when_the_schedule_is_exhausted(
 
 
 async def test_each_outcome_is_counted_and_each_send_timed(
-    sessions: Sessions, webhooks: httpx.AsyncClient, omni: respx.Router, webhook_event: OutboxEvent
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    omni: respx.Router,
+    webhook_event: OutboxEvent,
+    flags: FlagCache,
 ) -> None:
     omni.post(WEBHOOK_URL).mock(side_effect=[httpx.Response(500), httpx.Response(200)])
     retried, delivered = deliveries_counted("retry"), deliveries_counted("delivered")
     timed = REGISTRY.get_sample_value("crm_webhook_delivery_latency_seconds_count") or 0.0
 
-    await deliver(sessions, webhooks, webhook_event.id, POLICY)
+    await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
     await make_due(sessions, webhook_event.id)
-    await deliver(sessions, webhooks, webhook_event.id, POLICY)
+    await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
 
     assert deliveries_counted("retry") == retried + 1
     assert deliveries_counted("delivered") == delivered + 1
@@ -211,11 +230,15 @@ async def test_each_outcome_is_counted_and_each_send_timed(
 
 
 async def test_retry_after_longer_than_the_schedule_wins(
-    sessions: Sessions, webhooks: httpx.AsyncClient, omni: respx.Router, webhook_event: OutboxEvent
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    omni: respx.Router,
+    webhook_event: OutboxEvent,
+    flags: FlagCache,
 ) -> None:
     omni.post(WEBHOOK_URL).respond(429, headers={"Retry-After": "120"})
 
-    result = await deliver(sessions, webhooks, webhook_event.id, POLICY)
+    result = await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
 
     assert result.retry_in == 120.0
     row = await outbox_row(sessions, webhook_event.id)
@@ -223,23 +246,31 @@ async def test_retry_after_longer_than_the_schedule_wins(
 
 
 async def test_the_response_excerpt_is_bounded_to_one_kib(
-    sessions: Sessions, webhooks: httpx.AsyncClient, omni: respx.Router, webhook_event: OutboxEvent
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    omni: respx.Router,
+    webhook_event: OutboxEvent,
+    flags: FlagCache,
 ) -> None:
     omni.post(WEBHOOK_URL).respond(500, content=b"x" * 100_000)
 
-    await deliver(sessions, webhooks, webhook_event.id, POLICY)
+    await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
 
     [attempt] = await attempts_of(sessions, webhook_event.id)
     assert attempt.response_excerpt == "x" * EXCERPT_BYTES
 
 
 async def test_an_event_not_yet_due_is_left_alone(
-    sessions: Sessions, webhooks: httpx.AsyncClient, omni: respx.Router, webhook_event: OutboxEvent
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    omni: respx.Router,
+    webhook_event: OutboxEvent,
+    flags: FlagCache,
 ) -> None:
     route = omni.post(WEBHOOK_URL).respond(500)
-    await deliver(sessions, webhooks, webhook_event.id, POLICY)  # next attempt in ~1 s
+    await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)  # next attempt in ~1 s
 
-    result = await deliver(sessions, webhooks, webhook_event.id, POLICY)
+    result = await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
 
     assert result.outcome is Outcome.SKIPPED
     assert route.call_count == 1
@@ -247,20 +278,28 @@ async def test_an_event_not_yet_due_is_left_alone(
 
 
 async def test_a_delivered_event_is_never_sent_again(
-    sessions: Sessions, webhooks: httpx.AsyncClient, omni: respx.Router, webhook_event: OutboxEvent
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    omni: respx.Router,
+    webhook_event: OutboxEvent,
+    flags: FlagCache,
 ) -> None:
     route = omni.post(WEBHOOK_URL).respond(200)
-    await deliver(sessions, webhooks, webhook_event.id, POLICY)
+    await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
     await make_due(sessions, webhook_event.id)
 
-    result = await deliver(sessions, webhooks, webhook_event.id, POLICY)
+    result = await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
 
     assert result.outcome is Outcome.SKIPPED
     assert route.call_count == 1
 
 
 async def test_concurrent_tasks_for_one_event_send_it_once(
-    sessions: Sessions, webhooks: httpx.AsyncClient, omni: respx.Router, webhook_event: OutboxEvent
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    omni: respx.Router,
+    webhook_event: OutboxEvent,
+    flags: FlagCache,
 ) -> None:
     async def slow_ok(_request: httpx.Request) -> httpx.Response:
         await asyncio.sleep(0.2)
@@ -269,7 +308,7 @@ async def test_concurrent_tasks_for_one_event_send_it_once(
     route = omni.post(WEBHOOK_URL).mock(side_effect=slow_ok)
 
     results = await asyncio.gather(
-        *(deliver(sessions, webhooks, webhook_event.id, POLICY) for _ in range(5))
+        *(deliver(sessions, webhooks, flags, webhook_event.id, POLICY) for _ in range(5))
     )
 
     assert sorted(result.outcome for result in results) == sorted(
@@ -279,7 +318,11 @@ async def test_concurrent_tasks_for_one_event_send_it_once(
 
 
 async def test_the_result_of_an_attempt_whose_lease_ran_out_does_not_override_a_newer_one(
-    sessions: Sessions, webhooks: httpx.AsyncClient, omni: respx.Router, webhook_event: OutboxEvent
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    omni: respx.Router,
+    webhook_event: OutboxEvent,
+    flags: FlagCache,
 ) -> None:
     started = asyncio.Event()
     release = asyncio.Event()
@@ -292,10 +335,10 @@ async def test_the_result_of_an_attempt_whose_lease_ran_out_does_not_override_a_
         return httpx.Response(500)
 
     omni.post(WEBHOOK_URL).mock(side_effect=first_stalls_then_fails)
-    slow = asyncio.create_task(deliver(sessions, webhooks, webhook_event.id, POLICY))
+    slow = asyncio.create_task(deliver(sessions, webhooks, flags, webhook_event.id, POLICY))
     await started.wait()
     await make_due(sessions, webhook_event.id)  # as if its lease had run out
-    fresh = await deliver(sessions, webhooks, webhook_event.id, POLICY)
+    fresh = await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
     release.set()
     late = await slow
 
@@ -310,6 +353,7 @@ async def test_during_the_rotation_grace_both_secrets_sign(
     client: httpx.AsyncClient,
     sessions: Sessions,
     webhooks: httpx.AsyncClient,
+    flags: FlagCache,
     omni: respx.Router,
     linked_team: LinkedTeam,
 ) -> None:
@@ -319,7 +363,7 @@ async def test_during_the_rotation_grace_both_secrets_sign(
     [event] = await outbox_rows(sessions, kind="webhook")
     route = omni.post(WEBHOOK_URL).respond(200)
 
-    await deliver(sessions, webhooks, event.id, POLICY)
+    await deliver(sessions, webhooks, flags, event.id, POLICY)
 
     request = route.calls.last.request
     assert len(request.headers["webhook-signature"].split(" ")) == 2
@@ -331,6 +375,7 @@ async def test_after_the_rotation_grace_only_the_new_secret_signs(
     client: httpx.AsyncClient,
     sessions: Sessions,
     webhooks: httpx.AsyncClient,
+    flags: FlagCache,
     omni: respx.Router,
     linked_team: LinkedTeam,
 ) -> None:
@@ -343,7 +388,7 @@ async def test_after_the_rotation_grace_only_the_new_secret_signs(
         schedule=POLICY.schedule, timeout_seconds=1.0, rotation_grace=timedelta(0)
     )
 
-    await deliver(sessions, webhooks, event.id, policy)
+    await deliver(sessions, webhooks, flags, event.id, policy)
 
     request = route.calls.last.request
     assert request.headers["webhook-signature"].count("v1,") == 1
@@ -355,6 +400,7 @@ async def test_a_team_linked_only_later_still_gets_its_event(
     team: TeamHandle,
     sessions: Sessions,
     webhooks: httpx.AsyncClient,
+    flags: FlagCache,
     omni: respx.Router,
 ) -> None:
     await enable_parity(client, team)
@@ -362,10 +408,10 @@ async def test_a_team_linked_only_later_still_gets_its_event(
     [event] = await outbox_rows(sessions, kind="webhook")
     route = omni.post(WEBHOOK_URL).respond(200)
 
-    unlinked = await deliver(sessions, webhooks, event.id, POLICY)
+    unlinked = await deliver(sessions, webhooks, flags, event.id, POLICY)
     await link(client, team.id, generate_secret())
     await make_due(sessions, event.id)
-    linked = await deliver(sessions, webhooks, event.id, POLICY)
+    linked = await deliver(sessions, webhooks, flags, event.id, POLICY)
 
     assert (unlinked.outcome, linked.outcome) == (Outcome.RETRY, Outcome.DELIVERED)
     first, second = await attempts_of(sessions, event.id)
@@ -377,6 +423,7 @@ async def test_a_team_linked_only_later_still_gets_its_event(
 async def test_the_signing_secret_is_never_logged(
     sessions: Sessions,
     webhooks: httpx.AsyncClient,
+    flags: FlagCache,
     omni: respx.Router,
     webhook_event: OutboxEvent,
     linked_team: LinkedTeam,
@@ -385,9 +432,9 @@ async def test_the_signing_secret_is_never_logged(
     omni.post(WEBHOOK_URL).mock(side_effect=[httpx.Response(500), httpx.Response(401)])
     caplog.set_level(logging.DEBUG)
 
-    await deliver(sessions, webhooks, webhook_event.id, POLICY)
+    await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
     await make_due(sessions, webhook_event.id)
-    await deliver(sessions, webhooks, webhook_event.id, POLICY)
+    await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
 
     logged = [record for record in caplog.records if record.getMessage() == "webhook attempt"]
     assert [record.__dict__["webhook_id"] for record in logged] == [webhook_event.webhook_id] * 2
