@@ -4,6 +4,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md alembic.ini ./
 COPY shared_contracts shared_contracts
+COPY service_kit service_kit
 COPY crm_service crm_service
 COPY omni_service omni_service
 COPY migrations migrations

@@ -1,52 +1,24 @@
-"""Domain errors: an HTTP status and a message a caller can act on. One handler turns
-them into JSON ``{"detail": ...}``, so no bad input ends as a bare 500."""
+"""Omni's domain errors: the shared family (``service_kit.errors``) under the names its
+code imports."""
 
-from __future__ import annotations
+from service_kit.errors import (
+    BadRequest,
+    Conflict,
+    DomainError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    Unprocessable,
+    install_error_handlers,
+)
 
-from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-
-
-class DomainError(Exception):
-    status_code = 400
-
-    def __init__(self, detail: str | list[dict[str, Any]]) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-class BadRequest(DomainError):
-    status_code = 400
-
-
-class Unauthorized(DomainError):
-    status_code = 401
-
-
-class NotFound(DomainError):
-    status_code = 404
-
-
-class Conflict(DomainError):
-    status_code = 409
-
-
-class PayloadTooLarge(DomainError):
-    status_code = 413
-
-
-class Unprocessable(DomainError):
-    status_code = 422
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    async def handle(_request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, DomainError)
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
-        return JSONResponse(
-            {"detail": error.detail}, status_code=error.status_code, headers=headers
-        )
-
-    app.add_exception_handler(DomainError, handle)
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "DomainError",
+    "NotFound",
+    "PayloadTooLarge",
+    "Unauthorized",
+    "Unprocessable",
+    "install_error_handlers",
+]
