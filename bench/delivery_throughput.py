@@ -27,7 +27,8 @@ from crm_service.database import create_engine, session_factory
 from crm_service.events.models import DeliveryAttempt, OutboxEvent, OutboxStatus
 from crm_service.events.outbox import WEBHOOK, new_webhook_id
 from crm_service.settings import Settings
-from crm_service.teams.models import OmnichannelLink, Team
+from crm_service.teams.features import BOT_AI_CREATION_PARITY
+from crm_service.teams.models import OmnichannelLink, Team, TeamFeature
 from crm_service.worker import DELIVER_WEBHOOK, WEBHOOKS_QUEUE, make_celery
 from shared_contracts.events import DealData, EventType, NamedRef, build_envelope
 from shared_contracts.signatures import generate_secret
@@ -81,6 +82,8 @@ async def write_events(database_url: str, receiver_url: str, count: int) -> list
                     api_token="bench",
                 )
             )
+            # The worker checks the flag before each send, as it would for a real team.
+            session.add(TeamFeature(team_id=team.id, name=BOT_AI_CREATION_PARITY, enabled=True))
             rows = [
                 OutboxEvent(
                     webhook_id=new_webhook_id(),
