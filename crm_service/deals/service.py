@@ -12,7 +12,7 @@ from crm_service.deals.schemas import DealCreate, DealRead, DealUpdate
 from crm_service.errors import NotFound
 from crm_service.pipelines.models import Pipeline, Stage
 from crm_service.pipelines.service import pipeline_service
-from crm_service.records.service import RecordContext, RecordService, creator_name, parse_creator
+from crm_service.records.service import RecordContext, RecordService, parse_creator
 from shared_contracts.events import DealData, DealDeleteData, NamedRef, RecordKind
 
 
@@ -152,32 +152,16 @@ class DealService(RecordService[Deal]):
         self, context: RecordContext, deal: Deal, pipeline: Pipeline, stage: Stage
     ) -> DealData:
         return DealData(
-            id=deal.id,
+            **self.state_fields(context, deal),
             slug=deal.slug,
-            company_id=context.caller.team.external_company_id,
-            channel_integration_room_id=deal.channel_integration_room_id or "",
-            name=deal.name,
             stage=NamedRef(id=stage.id, name=stage.name),
             pipeline=NamedRef(id=pipeline.id, name=pipeline.name),
             size=deal.size,
             status=deal.status,
-            creator_flag=deal.creator_flag,
-            creator_name=creator_name(deal),
-            external_url=self.external_url(context.settings, deal),
-            created_at=deal.created_at,
-            updated_at=deal.updated_at,
-            version=deal.version,
         )
 
     def delete_data(self, record: Deal, context: RecordContext) -> DealDeleteData:
-        return DealDeleteData(
-            id=record.id,
-            slug=record.slug,
-            company_id=context.caller.team.external_company_id,
-            channel_integration_room_id=record.channel_integration_room_id or "",
-            created_at=record.created_at,
-            version=record.version,
-        )
+        return DealDeleteData(**self.identity_fields(context, record), slug=record.slug)
 
     def read(
         self,
@@ -188,9 +172,8 @@ class DealService(RecordService[Deal]):
         contact_ids: list[int],
     ) -> DealRead:
         return DealRead(
-            id=deal.id,
+            **self.read_fields(context, deal, contact_ids),
             slug=deal.slug,
-            name=deal.name,
             crm_pipeline_id=pipeline.id,
             crm_stage_id=stage.id,
             pipeline=NamedRef(id=pipeline.id, name=pipeline.name),
@@ -198,14 +181,6 @@ class DealService(RecordService[Deal]):
             size=deal.size,
             status=deal.status,
             crm_source_id=deal.crm_source_id,
-            channel_integration_room_id=deal.channel_integration_room_id,
-            creator_flag=deal.creator_flag,
-            creator_name=creator_name(deal),
-            crm_lead_ids=contact_ids,
-            external_url=self.external_url(context.settings, deal),
-            created_at=deal.created_at,
-            updated_at=deal.updated_at,
-            version=deal.version,
         )
 
 

@@ -73,6 +73,45 @@ class RecordService(Generic[R]):
     def external_url(self, settings: Settings, record: R) -> str:
         return f"{settings.public_url.rstrip('/')}/{self.url_segment}/{record.id}"
 
+    def identity_fields(self, context: RecordContext, record: R) -> dict[str, Any]:
+        """What every event of a record carries, delete events included. Events exist only
+        for records in a room, so the room is always set here."""
+        return {
+            "id": record.id,
+            "company_id": context.caller.team.external_company_id,
+            "channel_integration_room_id": record.channel_integration_room_id or "",
+            "created_at": record.created_at,
+            "version": record.version,
+        }
+
+    def state_fields(self, context: RecordContext, record: R) -> dict[str, Any]:
+        """The shared part of a create or update event (the record's display state)."""
+        return {
+            **self.identity_fields(context, record),
+            "name": record.name,
+            "creator_flag": record.creator_flag,
+            "creator_name": creator_name(record),
+            "external_url": self.external_url(context.settings, record),
+            "updated_at": record.updated_at,
+        }
+
+    def read_fields(
+        self, context: RecordContext, record: R, contact_ids: list[int]
+    ) -> dict[str, Any]:
+        """The shared part of an API read of a deal or a ticket."""
+        return {
+            "id": record.id,
+            "name": record.name,
+            "channel_integration_room_id": record.channel_integration_room_id,
+            "creator_flag": record.creator_flag,
+            "creator_name": creator_name(record),
+            "crm_lead_ids": contact_ids,
+            "external_url": self.external_url(context.settings, record),
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+            "version": record.version,
+        }
+
     async def get(
         self, session: AsyncSession, team_id: int, record_id: int, *, for_update: bool = False
     ) -> R:

@@ -5,7 +5,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_service.database import utcnow
-from crm_service.records.service import RecordContext, RecordService, creator_name, parse_creator
+from crm_service.records.service import RecordContext, RecordService, parse_creator
 from crm_service.teams.service import team_service
 from crm_service.tickets.models import Ticket, TicketContact
 from crm_service.tickets.schemas import TicketCreate, TicketRead, TicketUpdate
@@ -85,48 +85,25 @@ class TicketService(RecordService[Ticket]):
 
     def event_data(self, context: RecordContext, ticket: Ticket) -> TicketData:
         return TicketData(
-            id=ticket.id,
+            **self.state_fields(context, ticket),
             unique_ticket_id=ticket.unique_ticket_id,
-            company_id=context.caller.team.external_company_id,
-            channel_integration_room_id=ticket.channel_integration_room_id or "",
-            name=ticket.name,
             description=ticket.description,
             status=ticket.status,
             priority=ticket.priority,
-            creator_flag=ticket.creator_flag,
-            creator_name=creator_name(ticket),
-            external_url=self.external_url(context.settings, ticket),
-            created_at=ticket.created_at,
-            updated_at=ticket.updated_at,
-            version=ticket.version,
         )
 
     def delete_data(self, record: Ticket, context: RecordContext) -> TicketDeleteData:
         return TicketDeleteData(
-            id=record.id,
-            unique_ticket_id=record.unique_ticket_id,
-            company_id=context.caller.team.external_company_id,
-            channel_integration_room_id=record.channel_integration_room_id or "",
-            created_at=record.created_at,
-            version=record.version,
+            **self.identity_fields(context, record), unique_ticket_id=record.unique_ticket_id
         )
 
     def read(self, context: RecordContext, ticket: Ticket, contact_ids: list[int]) -> TicketRead:
         return TicketRead(
-            id=ticket.id,
+            **self.read_fields(context, ticket, contact_ids),
             unique_ticket_id=ticket.unique_ticket_id,
-            name=ticket.name,
             description=ticket.description,
             status=ticket.status,
             priority=ticket.priority,
-            channel_integration_room_id=ticket.channel_integration_room_id,
-            creator_flag=ticket.creator_flag,
-            creator_name=creator_name(ticket),
-            crm_lead_ids=contact_ids,
-            external_url=self.external_url(context.settings, ticket),
-            created_at=ticket.created_at,
-            updated_at=ticket.updated_at,
-            version=ticket.version,
         )
 
 
