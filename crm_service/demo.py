@@ -36,7 +36,7 @@ def say(step: str, detail: str = "") -> None:
 
 
 def wait_for(
-    probe: Callable[[], T | None], what: str, timeout: float = 30.0, interval: float = 0.2
+    probe: Callable[[], T | None], what: str, timeout: float = 60.0, interval: float = 0.2
 ) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -123,8 +123,19 @@ def run_demo(*, crm_port: int, omni_port: int, exit_after: bool, data_dir: Path)
                 wait_for(
                     lambda url=url: http.get(f"{url}/readyz").status_code == 200 or None,
                     f"{url}/readyz",
+                    timeout=60,
                 )
-            walkthrough(http, crm_url, omni_url)
+            # The worker creates the broker's tables when it starts; waiting for it keeps
+            # the API's first publish from racing that (and the walkthrough from waiting on
+            # the outbox sweep instead).
+            worker_log = data_dir / "logs" / "crm-worker.log"
+            wait_for(lambda: " ready." in worker_log.read_text(errors="replace") or None,
+                     "the CRM worker", timeout=90)  # fmt: skip
+            try:
+                walkthrough(http, crm_url, omni_url)
+            except Exception:
+                _print_log_tails(data_dir / "logs")
+                raise
         if exit_after:
             say("Done", "walkthrough complete; stopping the services")
             return 0
@@ -138,6 +149,13 @@ def run_demo(*, crm_port: int, omni_port: int, exit_after: bool, data_dir: Path)
         except KeyboardInterrupt:
             say("Stopping")
     return 0
+
+
+def _print_log_tails(logs: Path, lines: int = 40) -> None:
+    for log in sorted(logs.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        print(f"\n--- last {len(tail)} lines of {log} ---", file=sys.stderr)
+        print("\n".join(tail), file=sys.stderr)
 
 
 def walkthrough(http: httpx.Client, crm: str, omni: str) -> None:

@@ -68,9 +68,11 @@ REDIS_SOCKET_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
 
 
 def broker_transport_options(broker_url: str) -> dict[str, Any]:
-    """Options for the Redis transport. The SQLite broker of the embedded mode gets none:
-    kombu hands its transport options to ``create_engine``, and a local file is not a
-    broker that can be down."""
+    """Options for the broker transport. The SQLite broker of the embedded mode gets only
+    a busy timeout: kombu hands its transport options to ``create_engine``, the API and
+    the worker write the same file, and a local file is not a broker that can be down."""
+    if broker_url.startswith("sqla+sqlite:"):
+        return {"connect_args": {"timeout": 30}}
     if not broker_url.startswith(("redis://", "rediss://")):
         return {}
     # Redis re-delivers an unacknowledged message after the visibility timeout; retries with
