@@ -1,8 +1,10 @@
 """Per-team feature flags, read through a cache.
 
-Flags are read on every bot/AI write, so they are cached: in Redis when ``REDIS_URL``
-is set (shared by every API process and worker, invalidated on change), otherwise in
-the process with a short TTL (embedded mode). The database stays the source of truth.
+The API reads a team's flags with its token (``teams/auth.py``), so a request sees them
+fresh at no extra round trip. The delivery worker reads them before every send through
+a cache: Redis when ``REDIS_URL`` is set (shared by every process; a flag change writes
+the new value there once it commits), otherwise in the process with a short TTL
+(embedded mode). The database stays the source of truth.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ LOCAL_TTL_SECONDS = 5
 class FlagCache(Protocol):
     async def get(self, team_id: int, name: str) -> bool | None: ...
     async def set(self, team_id: int, name: str, enabled: bool) -> None: ...
-    async def invalidate(self, team_id: int, name: str) -> None: ...
 
 
 class LocalFlagCache:
@@ -44,9 +45,6 @@ class LocalFlagCache:
 
     async def set(self, team_id: int, name: str, enabled: bool) -> None:
         self._entries[(team_id, name)] = (time.monotonic() + self._ttl, enabled)
-
-    async def invalidate(self, team_id: int, name: str) -> None:
-        self._entries.pop((team_id, name), None)
 
 
 class RedisFlagCache:
@@ -77,12 +75,6 @@ class RedisFlagCache:
         except Exception as error:
             log.warning("feature cache unavailable", extra={"error": repr(error)})
 
-    async def invalidate(self, team_id: int, name: str) -> None:
-        try:
-            await self._redis.delete(self._key(team_id, name))
-        except Exception as error:
-            log.warning("feature cache invalidation failed", extra={"error": repr(error)})
-
     async def close(self) -> None:
         await self._redis.aclose()
 
@@ -104,9 +96,6 @@ class PrefetchedFlags:
 
     async def set(self, team_id: int, name: str, enabled: bool) -> None:
         await self._shared.set(team_id, name, enabled)
-
-    async def invalidate(self, team_id: int, name: str) -> None:
-        await self._shared.invalidate(team_id, name)
 
 
 def build_flag_cache(redis_url: str | None) -> FlagCache:

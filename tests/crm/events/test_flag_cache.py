@@ -96,18 +96,6 @@ async def test_a_miss_reads_the_database_and_fills_the_cache_with_a_ttl(
     assert 0 < await redis.ttl(key(team.id)) <= 300
 
 
-async def test_an_invalidated_flag_is_read_from_the_database_again(
-    team: TeamHandle, sessions: Sessions, cache: RedisFlagCache
-) -> None:
-    await cache.set(team.id, BOT_AI_CREATION_PARITY, True)
-    await set_flag_in_database(sessions, team.id, False)
-
-    await cache.invalidate(team.id, BOT_AI_CREATION_PARITY)
-
-    async with sessions() as session:
-        assert await is_enabled(session, cache, team.id, BOT_AI_CREATION_PARITY) is False
-
-
 async def test_an_unreachable_redis_falls_back_to_the_database(
     team: TeamHandle, sessions: Sessions
 ) -> None:
