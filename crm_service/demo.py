@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -120,11 +121,7 @@ def run_demo(*, crm_port: int, omni_port: int, exit_after: bool, data_dir: Path)
     with services(data_dir, env, crm_port, omni_port):
         with httpx.Client(timeout=10) as http:
             for url in (crm_url, omni_url):
-                wait_for(
-                    lambda url=url: http.get(f"{url}/readyz").status_code == 200 or None,
-                    f"{url}/readyz",
-                    timeout=60,
-                )
+                wait_for(partial(_is_ready, http, url), f"{url}/readyz", timeout=60)
             # The worker creates the broker's tables when it starts; waiting for it keeps
             # the API's first publish from racing that (and the walkthrough from waiting on
             # the outbox sweep instead).
@@ -149,6 +146,10 @@ def run_demo(*, crm_port: int, omni_port: int, exit_after: bool, data_dir: Path)
         except KeyboardInterrupt:
             say("Stopping")
     return 0
+
+
+def _is_ready(http: httpx.Client, url: str) -> bool | None:
+    return http.get(f"{url}/readyz").status_code == 200 or None
 
 
 def _print_log_tails(logs: Path, lines: int = 40) -> None:
