@@ -1,6 +1,6 @@
 """One signed delivery attempt of one outbox row (DESIGN.md §5).
 
-An attempt runs in three short steps, never holding a transaction open across the
+An attempt runs in four short steps, never holding a transaction open across the
 network:
 
 1. **claim** — a conditional UPDATE takes the row if it is a pending webhook that is
