@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Request, status
+from fastapi import APIRouter, Depends, Header, Path, Request, status
 
 from crm_service.database import MAX_INTEGER_ID
 from crm_service.dependencies import SessionDep, SettingsDep
 from crm_service.teams.auth import AdminOnly
+from crm_service.teams.models import Team
 from crm_service.teams.schemas import (
     FeatureIn,
     FeatureOut,
@@ -69,14 +70,21 @@ async def set_feature(
     )
 
 
+async def api_key_team(
+    session: SessionDep, x_crm_api_key: Annotated[str | None, Header()] = None
+) -> Team:
+    """A dependency, so a missing or wrong key is 401 before the body is even validated."""
+    return await team_service.by_api_key(session, x_crm_api_key)
+
+
 @token_router.post("/company_token")
 async def refresh_company_token(
     body: TokenRequest,
     session: SessionDep,
     settings: SettingsDep,
-    x_crm_api_key: Annotated[str | None, Header()] = None,
+    team: Annotated[Team, Depends(api_key_team)],
 ) -> TokenIssued:
-    token = await team_service.refresh_token(
-        session, api_key=x_crm_api_key, sso_id=body.sso_id, ttl_seconds=settings.token_ttl_seconds
+    token = await team_service.issue_token(
+        session, team, sso_id=body.sso_id, ttl_seconds=settings.token_ttl_seconds
     )
     return TokenIssued(access_token=token, expires_in=settings.token_ttl_seconds)

@@ -60,15 +60,13 @@ class TeamService:
         await session.flush()
         return token
 
-    async def refresh_token(
-        self, session: AsyncSession, *, api_key: str | None, sso_id: str, ttl_seconds: int
-    ) -> str:
+    async def by_api_key(self, session: AsyncSession, api_key: str | None) -> Team:
         if not api_key:
             raise Unauthorized("missing X-Crm-Api-Key header")
         team = await session.scalar(select(Team).where(Team.api_key_hash == digest(api_key)))
         if team is None:
             raise Unauthorized("invalid X-Crm-Api-Key")
-        return await self.issue_token(session, team, sso_id=sso_id, ttl_seconds=ttl_seconds)
+        return team
 
     async def get(self, session: AsyncSession, team_id: int) -> Team:
         team = await session.get(Team, team_id)

@@ -182,6 +182,15 @@ async def test_refresh_without_a_valid_api_key_is_401_and_issues_nothing(
     assert await count_rows(db, "company_tokens") == before
 
 
+async def test_refresh_checks_the_api_key_before_the_body(
+    client: httpx.AsyncClient, db: AsyncEngine, team: TeamHandle
+) -> None:
+    before = await count_rows(db, "company_tokens")
+    response = await client.post("/api/v3.1/teams/company_token", json={"sso_id": 42})
+    assert response.status_code == 401
+    assert await count_rows(db, "company_tokens") == before
+
+
 async def test_access_token_is_not_an_api_key(client: httpx.AsyncClient, team: TeamHandle) -> None:
     response = await refresh(client, team.access_token)
     assert response.status_code == 401
