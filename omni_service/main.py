@@ -23,8 +23,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # One engine per process, created on startup (not import) so that forked workers
-        # and test apps each get their own pool.
-        engine = create_engine(settings.database_url)
+        # and test apps each get their own pool. No pre-ping: on asyncpg it is three round
+        # trips (BEGIN, ping, ROLLBACK) on every checkout, i.e. every request. A connection
+        # the server dropped fails its request once and the pool then replaces every
+        # connection older than the failure; recycling bounds how long an idle connection
+        # can go stale unnoticed.
+        engine = create_engine(settings.database_url, pool_pre_ping=False, pool_recycle=1800)
         app.state.engine = engine
         app.state.session_factory = session_factory(engine)
         try:
