@@ -9,8 +9,12 @@ from fastapi import Depends, Request
 from omni_service.settings import Settings
 
 
-def get_app_settings(request: Request) -> Settings:
-    """The settings the app was created with (tests pass their own)."""
+async def get_app_settings(request: Request) -> Settings:
+    """The settings the app was created with (tests pass their own).
+
+    ``async`` although it awaits nothing: FastAPI runs a plain ``def`` dependency in the
+    threadpool, a thread hop on every request for an attribute read.
+    """
     settings: Settings = request.app.state.settings
     return settings
 

@@ -7,12 +7,17 @@ import hashlib
 import secrets
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omni_service.errors import Conflict, NotFound
 from omni_service.organizations.models import Organization
+
+# Built once at import: the lookups run on every authenticated request and every event,
+# and a statement rebuilt per call costs more Python than its round trip.
+_BY_TOKEN_HASH = select(Organization).where(Organization.api_token_hash == bindparam("token_hash"))
+_BY_COMPANY_ID = select(Organization).where(Organization.company_id == bindparam("company_id"))
 
 
 def hash_token(token: str) -> str:
@@ -42,13 +47,11 @@ async def create(
 
 
 async def by_token(session: AsyncSession, token: str) -> Organization | None:
-    return await session.scalar(
-        select(Organization).where(Organization.api_token_hash == hash_token(token))
-    )
+    return await session.scalar(_BY_TOKEN_HASH, {"token_hash": hash_token(token)})
 
 
 async def by_company_id(session: AsyncSession, company_id: str) -> Organization | None:
-    return await session.scalar(select(Organization).where(Organization.company_id == company_id))
+    return await session.scalar(_BY_COMPANY_ID, {"company_id": company_id})
 
 
 async def rotate_webhook_secret(
