@@ -20,9 +20,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from omni_service.organizations.models import Organization
 from omni_service.previews.models import DealPreview, PreviewState, TicketPreview
 from omni_service.previews.schemas import CallsToAction, DealCard, RoomPreview, TicketCard
 from omni_service.rooms import service as rooms_service
@@ -127,22 +128,35 @@ async def _apply(
     return True
 
 
+def _active_in_room(model: type[Preview]) -> ColumnElement[bool]:
+    return and_(
+        model.organization_id == Organization.id,
+        model.room_id == bindparam("room_id"),
+        model.state == PreviewState.ACTIVE,
+    )
+
+
+# Both active previews in one round trip, built once at import (the inbox polls it all
+# the time). The organization's own row anchors the outer joins so that a room with
+# neither preview still gives one row; the partial unique index allows at most one active
+# row per room and kind, so the joins never multiply rows.
+_ACTIVE_PREVIEWS = (
+    select(DealPreview, TicketPreview)
+    .select_from(Organization)
+    .outerjoin(DealPreview, _active_in_room(DealPreview))
+    .outerjoin(TicketPreview, _active_in_room(TicketPreview))
+    .where(Organization.id == bindparam("organization_id"))
+)
+
+
 async def room_preview(session: AsyncSession, organization_id: int, room_id: str) -> RoomPreview:
     """What the inbox shows for the room: this organization's active previews only."""
-    deal = await session.scalar(
-        select(DealPreview).where(
-            DealPreview.organization_id == organization_id,
-            DealPreview.room_id == room_id,
-            DealPreview.state == PreviewState.ACTIVE,
+    found = (
+        await session.execute(
+            _ACTIVE_PREVIEWS, {"organization_id": organization_id, "room_id": room_id}
         )
-    )
-    ticket = await session.scalar(
-        select(TicketPreview).where(
-            TicketPreview.organization_id == organization_id,
-            TicketPreview.room_id == room_id,
-            TicketPreview.state == PreviewState.ACTIVE,
-        )
-    )
+    ).one_or_none()
+    deal, ticket = found if found is not None else (None, None)
     return RoomPreview(
         room_id=room_id,
         deal=DealCard.of(deal) if deal else None,
