@@ -18,9 +18,9 @@ order (and any duplication) ends in the state in-order delivery gives.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, bindparam, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omni_service.organizations.models import Organization
@@ -38,6 +38,36 @@ from shared_contracts.events import (
 Preview = TypeVar("Preview", DealPreview, TicketPreview)
 RecordState = DealData | TicketData
 RecordDelete = DealDeleteData | TicketDeleteData
+
+
+def _record_of(model: type[Preview]) -> Select[Any]:
+    return select(model).where(
+        model.organization_id == bindparam("organization_id"),
+        model.record_id == bindparam("record_id"),
+    )
+
+
+def _newest_in_room(model: type[Preview]) -> Select[Any]:
+    return (
+        select(model)
+        .where(
+            model.organization_id == bindparam("organization_id"),
+            model.room_id == bindparam("room_id"),
+        )
+        .order_by(model.crm_created_at.desc(), model.record_id.desc())
+        .limit(1)
+    )
+
+
+# Built once at import: every event runs one or both per kind.
+_RECORD_OF: dict[type[Any], Select[Any]] = {
+    DealPreview: _record_of(DealPreview),
+    TicketPreview: _record_of(TicketPreview),
+}
+_NEWEST_IN_ROOM: dict[type[Any], Select[Any]] = {
+    DealPreview: _newest_in_room(DealPreview),
+    TicketPreview: _newest_in_room(TicketPreview),
+}
 
 
 async def apply_event(
@@ -69,8 +99,8 @@ async def _apply(
     # The display state a create or update carries; a delete carries none.
     state = None if isinstance(data, DealDeleteData | TicketDeleteData) else data
     await rooms_service.lock_room(session, organization_id, room_id)
-    row = await session.scalar(
-        select(model).where(model.organization_id == organization_id, model.record_id == data.id)
+    row: Preview | None = await session.scalar(
+        _RECORD_OF[model], {"organization_id": organization_id, "record_id": data.id}
     )
 
     if row is not None:
@@ -96,11 +126,8 @@ async def _apply(
 
     # The record's first event: either it is newer than every record the room has seen
     # and takes the room, or it is kept as replaced (or deleted) and never shows.
-    newest = await session.scalar(
-        select(model)
-        .where(model.organization_id == organization_id, model.room_id == room_id)
-        .order_by(model.crm_created_at.desc(), model.record_id.desc())
-        .limit(1)
+    newest: Preview | None = await session.scalar(
+        _NEWEST_IN_ROOM[model], {"organization_id": organization_id, "room_id": room_id}
     )
     is_newest = newest is None or (data.created_at, data.id) > (
         newest.crm_created_at,

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omni_service.database import insert_ignoring_conflict, utcnow
 from omni_service.rooms.models import Message, Room, SenderType
+
+# Built once at import: every event takes this lock.
+_LOCK_ROOM = (
+    select(Room.id)
+    .where(
+        Room.organization_id == bindparam("organization_id"),
+        Room.room_id == bindparam("room_id"),
+    )
+    .with_for_update()
+)
 
 
 async def lock_room(session: AsyncSession, organization_id: int, room_id: str) -> None:
@@ -16,12 +26,8 @@ async def lock_room(session: AsyncSession, organization_id: int, room_id: str) -
     room, ``INSERT ... ON CONFLICT DO NOTHING`` first waits for a concurrent creator of the
     same row. SQLite has a single writer per database, which serialises the same way.
     """
-    locked = (
-        select(Room.id)
-        .where(Room.organization_id == organization_id, Room.room_id == room_id)
-        .with_for_update()
-    )
-    if await session.scalar(locked) is not None:
+    room = {"organization_id": organization_id, "room_id": room_id}
+    if await session.scalar(_LOCK_ROOM, room) is not None:
         return
     await session.execute(
         insert_ignoring_conflict(
@@ -31,7 +37,7 @@ async def lock_room(session: AsyncSession, organization_id: int, room_id: str) -
             ["organization_id", "room_id"],
         )
     )
-    await session.execute(locked)
+    await session.execute(_LOCK_ROOM, room)
 
 
 async def post_message(
