@@ -29,15 +29,18 @@ async def lock_room(session: AsyncSession, organization_id: int, room_id: str) -
     room = {"organization_id": organization_id, "room_id": room_id}
     if await session.scalar(_LOCK_ROOM, room) is not None:
         return
-    await session.execute(
+    created = await session.scalar(
         insert_ignoring_conflict(
             session,
             Room,
             {"organization_id": organization_id, "room_id": room_id, "created_at": utcnow()},
             ["organization_id", "room_id"],
-        )
+        ).returning(Room.id)
     )
-    await session.execute(_LOCK_ROOM, room)
+    # A row this transaction inserted is already ours until it ends (a concurrent creator
+    # waits on its unique index entry); only a row someone else created needs locking.
+    if created is None:
+        await session.execute(_LOCK_ROOM, room)
 
 
 async def post_message(
