@@ -128,9 +128,6 @@ class DealService(RecordService[Deal]):
             prefer_pipeline_id=deal.pipeline_id,
         )
 
-    async def delete(self, session: AsyncSession, context: RecordContext, deal_id: int) -> None:
-        await self.soft_delete(session, context, deal_id)
-
     async def _load(
         self, session: AsyncSession, team_id: int, deal_id: int, *, for_update: bool = False
     ) -> tuple[Deal, Pipeline, Stage]:

@@ -50,30 +50,22 @@ async def record_change(
 ) -> list[OutboxEvent]:
     """Add the webhook event (and, on create, the timeline-note job) for one change."""
     event_type = event_type_for(kind, action)
-    rows = [
-        OutboxEvent(
+
+    def outbox_row(row_kind: str, body: str | None) -> OutboxEvent:
+        return OutboxEvent(
             webhook_id=new_webhook_id(),
             team_id=record.team_id,
-            kind=WEBHOOK,
+            kind=row_kind,
             event_type=str(event_type),
             record_kind=str(kind),
             record_id=record.id,
             room_id=record.channel_integration_room_id,
-            body=build_envelope(event_type, data),
+            body=body,
         )
-    ]
+
+    rows = [outbox_row(WEBHOOK, build_envelope(event_type, data))]
     if with_timeline_note:
-        rows.append(
-            OutboxEvent(
-                webhook_id=new_webhook_id(),
-                team_id=record.team_id,
-                kind=TIMELINE_NOTE,
-                event_type=str(event_type),
-                record_kind=str(kind),
-                record_id=record.id,
-                room_id=record.channel_integration_room_id,
-            )
-        )
+        rows.append(outbox_row(TIMELINE_NOTE, None))
     session.add_all(rows)
     await session.flush()
     for row in rows:

@@ -235,39 +235,43 @@ class RecordService(Generic[R]):
 
         # Counted once the record exists: a create that rolls back counts nothing.
         on_commit(session, count_created)
-        if await outbox.parity_applies(session, context.flag_cache, record):
-            await outbox.record_change(
-                session,
-                kind=self.kind,
-                action=Action.CREATE,
-                record=record,
-                data=data(),
-                with_timeline_note=True,
-            )
+        await self._emit(session, context, record, Action.CREATE, data)
 
     async def updated(
         self, session: AsyncSession, context: RecordContext, record: R, data: PayloadFactory
     ) -> None:
-        if await outbox.parity_applies(session, context.flag_cache, record):
-            await outbox.record_change(
-                session, kind=self.kind, action=Action.UPDATE, record=record, data=data()
-            )
+        await self._emit(session, context, record, Action.UPDATE, data)
 
-    async def soft_delete(
-        self, session: AsyncSession, context: RecordContext, record_id: int
-    ) -> None:
+    async def delete(self, session: AsyncSession, context: RecordContext, record_id: int) -> None:
+        """Soft delete: the record answers 404 from now on; the delete bumps ``version`` so
+        receivers order it after every earlier event of the record."""
         record = await self.get(session, context.caller.team.id, record_id, for_update=True)
         record.deleted_at = utcnow()
         record.updated_at = record.deleted_at
         record.version += 1
         await session.flush()
+        await self._emit(
+            session, context, record, Action.DELETE, lambda: self.delete_data(record, context)
+        )
+
+    async def _emit(
+        self,
+        session: AsyncSession,
+        context: RecordContext,
+        record: R,
+        action: Action,
+        data: PayloadFactory,
+    ) -> None:
+        """The event of one change (and, on create, the timeline-note job), only for bot/AI
+        records in a room of a team with the flag on; the payload is built only then."""
         if await outbox.parity_applies(session, context.flag_cache, record):
             await outbox.record_change(
                 session,
                 kind=self.kind,
-                action=Action.DELETE,
+                action=action,
                 record=record,
-                data=self.delete_data(record, context),
+                data=data(),
+                with_timeline_note=action is Action.CREATE,
             )
 
     def delete_data(self, record: R, context: RecordContext) -> Payload:

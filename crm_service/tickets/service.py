@@ -80,9 +80,6 @@ class TicketService(RecordService[Ticket]):
             await self.updated(session, context, ticket, lambda: self.event_data(context, ticket))
         return self.read(context, ticket, await self.contact_ids(session, ticket.id))
 
-    async def delete(self, session: AsyncSession, context: RecordContext, ticket_id: int) -> None:
-        await self.soft_delete(session, context, ticket_id)
-
     def event_data(self, context: RecordContext, ticket: Ticket) -> TicketData:
         return TicketData(
             **self.state_fields(context, ticket),
