@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_service.database import utcnow
 from crm_service.events.models import DeliveryAttempt, OutboxEvent, OutboxStatus
-from crm_service.events.outbox import WEBHOOK
+from crm_service.events.outbox import WEBHOOK, claim_due_row
 from crm_service.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_LATENCY
 from crm_service.settings import Settings
 from crm_service.teams.features import BOT_AI_CREATION_PARITY, FlagCache, is_enabled
@@ -219,18 +219,9 @@ async def _claim(
     async with sessions() as session:
         row = (
             await session.execute(
-                update(OutboxEvent)
-                .where(
-                    OutboxEvent.id == outbox_id,
-                    OutboxEvent.kind == WEBHOOK,
-                    OutboxEvent.status == OutboxStatus.PENDING,
-                    OutboxEvent.next_attempt_at <= now + EARLY_TOLERANCE,
-                )
-                .values(
-                    attempt_count=OutboxEvent.attempt_count + 1,
-                    next_attempt_at=now + policy.lease,
-                )
-                .returning(
+                claim_due_row(
+                    outbox_id, WEBHOOK, now=now, lease=policy.lease, early=EARLY_TOLERANCE
+                ).returning(
                     OutboxEvent.id,
                     OutboxEvent.webhook_id,
                     OutboxEvent.team_id,
@@ -239,7 +230,6 @@ async def _claim(
                     OutboxEvent.body,
                     OutboxEvent.attempt_count,
                 )
-                .execution_options(synchronize_session=False)
             )
         ).one_or_none()
         link = None if row is None else await session.get(OmnichannelLink, row.team_id)

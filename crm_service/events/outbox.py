@@ -1,18 +1,21 @@
-"""Writing to the transactional outbox (DESIGN.md §4-§5).
+"""The transactional outbox (DESIGN.md §4-§5): writing rows, and claiming one for a run.
 
-Called by the record services inside the request's transaction: the rows commit with
-the change or not at all, and are handed to the broker after the commit.
+Rows are written by the record services inside the request's transaction: they commit
+with the change or not at all, and are handed to the broker after the commit. The tasks
+that work on them (webhook delivery, timeline note) take a row with the same claim.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Protocol
 
+from sqlalchemy import Update, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_service.events.dispatch import remember_for_dispatch
-from crm_service.events.models import OutboxEvent
+from crm_service.events.models import OutboxEvent, OutboxStatus
 from crm_service.teams.features import BOT_AI_CREATION_PARITY, FlagCache, is_enabled
 from shared_contracts.events import Action, Payload, RecordKind, build_envelope, event_type_for
 
@@ -71,3 +74,26 @@ async def record_change(
     for row in rows:
         remember_for_dispatch(session, row.id, row.kind)
     return rows
+
+
+def claim_due_row(
+    outbox_id: int, kind: str, *, now: datetime, lease: timedelta, early: timedelta
+) -> Update:
+    """The conditional UPDATE that takes a pending, due row of ``kind`` for one run.
+
+    It bumps ``attempt_count`` and moves ``next_attempt_at`` past the run's longest
+    duration (the lease): a duplicate task for the row finds nothing to take, and a run
+    that dies leaves a lease that expires, after which the sweep sends the row again.
+    ``early`` lets a task whose worker clock runs a little behind take its row anyway.
+    Callers add the ``RETURNING`` they need."""
+    return (
+        update(OutboxEvent)
+        .where(
+            OutboxEvent.id == outbox_id,
+            OutboxEvent.kind == kind,
+            OutboxEvent.status == OutboxStatus.PENDING,
+            OutboxEvent.next_attempt_at <= now + early,
+        )
+        .values(attempt_count=OutboxEvent.attempt_count + 1, next_attempt_at=now + lease)
+        .execution_options(synchronize_session=False)
+    )

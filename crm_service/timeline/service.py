@@ -32,7 +32,7 @@ from crm_service.database import utcnow
 from crm_service.deals.service import deal_service
 from crm_service.errors import NotFound
 from crm_service.events.models import OutboxEvent, OutboxStatus
-from crm_service.events.outbox import TIMELINE_NOTE
+from crm_service.events.outbox import TIMELINE_NOTE, claim_due_row
 from crm_service.metrics import TIMELINE_LOG_CREATION_FAILED
 from crm_service.records.service import RecordService
 from crm_service.settings import Settings
@@ -131,19 +131,9 @@ class TimelineService:
         leaves a lease that expires, and the outbox sweep sends the row again."""
         now = utcnow()
         row: OutboxEvent | None = await session.scalar(
-            update(OutboxEvent)
-            .where(
-                OutboxEvent.id == outbox_id,
-                OutboxEvent.kind == TIMELINE_NOTE,
-                OutboxEvent.status == OutboxStatus.PENDING,
-                OutboxEvent.next_attempt_at <= now + CLOCK_SKEW,
-            )
-            .values(
-                attempt_count=OutboxEvent.attempt_count + 1,
-                next_attempt_at=now + lease(settings),
-            )
-            .returning(OutboxEvent)
-            .execution_options(synchronize_session=False)
+            claim_due_row(
+                outbox_id, TIMELINE_NOTE, now=now, lease=lease(settings), early=CLOCK_SKEW
+            ).returning(OutboxEvent)
         )
         return row
 
