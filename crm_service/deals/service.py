@@ -6,13 +6,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_service.database import utcnow
 from crm_service.deals.models import Deal, DealContact
 from crm_service.deals.schemas import DealCreate, DealRead, DealUpdate
 from crm_service.errors import NotFound
 from crm_service.pipelines.models import Pipeline, Stage
 from crm_service.pipelines.service import pipeline_service
-from crm_service.records.service import RecordContext, RecordService, parse_creator
+from crm_service.records.service import RecordContext, RecordService
 from shared_contracts.events import DealData, DealDeleteData, NamedRef, RecordKind
 
 
@@ -37,32 +36,19 @@ class DealService(RecordService[Deal]):
             stage_name=body.crm_stage_name,
             default=context.caller.default_placement,
         )
-        now = utcnow()
-        deal = Deal(
-            team_id=team_id,
+        deal, contact_ids = await self.insert(
+            session,
+            context,
+            body,
+            lambda deal: self.event_data(context, deal, pipeline, stage),
             slug=uuid.uuid4().hex,
-            name=body.name,
             pipeline_id=pipeline.id,
             stage_id=stage.id,
             size=body.size,
             status=body.status,
             crm_source_id=body.crm_source_id,
-            channel_integration_room_id=body.channel_integration_room_id,
-            creator_flag=parse_creator(body.creator_flag, kind=self.kind),
-            created_by=context.caller.sso_id,
-            version=1,
-            created_at=now,
-            updated_at=now,
         )
-        session.add(deal)
-        await session.flush()
-        contact_ids = await self.link_contacts(
-            session, team_id, deal.id, body.crm_lead_ids, body.contact_id
-        )
-        await self.created(
-            session, context, deal, lambda: self.event_data(context, deal, pipeline, stage)
-        )
-        return self.read(context, deal, pipeline, stage, sorted(contact_ids))
+        return self.read(context, deal, pipeline, stage, contact_ids)
 
     async def fetch(self, session: AsyncSession, context: RecordContext, deal_id: int) -> DealRead:
         deal, pipeline, stage = await self._load(session, context.caller.team.id, deal_id)

@@ -18,6 +18,7 @@ from crm_service.errors import NotFound, Unprocessable
 from crm_service.events import outbox
 from crm_service.metrics import count_record_created
 from crm_service.records.models import RecordColumns
+from crm_service.records.schemas import RecordCreateFields
 from crm_service.settings import Settings
 from crm_service.teams.auth import Caller
 from crm_service.teams.features import FlagCache
@@ -225,9 +226,33 @@ class RecordService(Generic[R]):
             record.version += 1
         return preview_changed
 
-    async def created(
-        self, session: AsyncSession, context: RecordContext, record: R, data: PayloadFactory
-    ) -> None:
+    async def insert(
+        self,
+        session: AsyncSession,
+        context: RecordContext,
+        body: RecordCreateFields,
+        event_data: Callable[[R], Payload],
+        **kind_fields: Any,
+    ) -> tuple[R, list[int]]:
+        """Create a record with the fields every kind has plus ``kind_fields``, link its
+        contacts, count it and write its create event; returns it with its contact ids."""
+        now = utcnow()
+        record: R = self.model(
+            team_id=context.caller.team.id,
+            name=body.name,
+            channel_integration_room_id=body.channel_integration_room_id,
+            creator_flag=parse_creator(body.creator_flag, kind=self.kind),
+            created_by=context.caller.sso_id,
+            version=1,
+            created_at=now,
+            updated_at=now,
+            **kind_fields,
+        )
+        session.add(record)
+        await session.flush()
+        contact_ids = await self.link_contacts(
+            session, record.team_id, record.id, body.crm_lead_ids, body.contact_id
+        )
         kind, flag = str(self.kind), record.creator_flag
 
         async def count_created() -> None:
@@ -235,7 +260,8 @@ class RecordService(Generic[R]):
 
         # Counted once the record exists: a create that rolls back counts nothing.
         on_commit(session, count_created)
-        await self._emit(session, context, record, Action.CREATE, data)
+        await self._emit(session, context, record, Action.CREATE, lambda: event_data(record))
+        return record, sorted(contact_ids)
 
     async def updated(
         self, session: AsyncSession, context: RecordContext, record: R, data: PayloadFactory

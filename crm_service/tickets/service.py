@@ -4,8 +4,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_service.database import utcnow
-from crm_service.records.service import RecordContext, RecordService, parse_creator
+from crm_service.records.service import RecordContext, RecordService
 from crm_service.teams.service import team_service
 from crm_service.tickets.models import Ticket, TicketContact
 from crm_service.tickets.schemas import TicketCreate, TicketRead, TicketUpdate
@@ -29,28 +28,17 @@ class TicketService(RecordService[Ticket]):
     ) -> TicketRead:
         team_id = context.caller.team.id
         number = await team_service.next_ticket_number(session, team_id)
-        now = utcnow()
-        ticket = Ticket(
-            team_id=team_id,
+        ticket, contact_ids = await self.insert(
+            session,
+            context,
+            body,
+            lambda ticket: self.event_data(context, ticket),
             unique_ticket_id=format_ticket_number(number),
-            name=body.name,
             description=body.description,
             status=body.status,
             priority=body.priority,
-            channel_integration_room_id=body.channel_integration_room_id,
-            creator_flag=parse_creator(body.creator_flag, kind=self.kind),
-            created_by=context.caller.sso_id,
-            version=1,
-            created_at=now,
-            updated_at=now,
         )
-        session.add(ticket)
-        await session.flush()
-        contact_ids = await self.link_contacts(
-            session, team_id, ticket.id, body.crm_lead_ids, body.contact_id
-        )
-        await self.created(session, context, ticket, lambda: self.event_data(context, ticket))
-        return self.read(context, ticket, sorted(contact_ids))
+        return self.read(context, ticket, contact_ids)
 
     async def fetch(
         self, session: AsyncSession, context: RecordContext, ticket_id: int
