@@ -2,13 +2,18 @@
 
 Broker: Redis in production (``CELERY_BROKER_URL=redis://...``), a SQLite file in the
 embedded mode (kombu's SQLAlchemy transport), chosen by settings. Tasks take outbox ids,
-are idempotent, acknowledge late (a worker killed mid-task leads to a redelivery) and
-run on one event loop, one database engine, one webhook HTTP client and one feature-flag
-cache per worker process, made at process init.
+are idempotent and acknowledge late (a worker killed mid-task leads to a redelivery).
 
-Queues: ``webhooks`` (signed deliveries), ``timeline`` (chat-history notes) and
-``maintenance`` (the outbox sweep, retention). Beat runs the sweep every
-``CRM_OUTBOX_SWEEP_SECONDS``.
+Queues: ``webhooks`` (signed deliveries), ``notes`` (chat-history notes), ``sweep`` (the
+outbox sweep) and ``purge`` (retention). All four are declared, so a plain
+``celery -A crm_service.worker:celery_app worker`` consumes every one; ``-Q notes`` (or
+any list) lets an operator give a queue hosts of its own. Beat (a process of its own,
+``... beat``, or ``worker --beat``) sends the sweep every ``CRM_OUTBOX_SWEEP_SECONDS``.
+
+Pools: ``prefork`` (the default), ``threads`` (any concurrency) and ``solo``. Every task
+runs its coroutine on the process's one event loop (:class:`WorkerRuntime`). ``gevent``
+and ``eventlet`` are refused at start: their monkey-patching and an asyncio loop in a
+thread do not mix.
 """
 
 from __future__ import annotations
@@ -16,18 +21,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Coroutine, Sequence
+import sys
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 from celery import Celery
+from celery.concurrency import ALIASES
 from celery.signals import (
     setup_logging,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
+    worker_shutdown,
 )
+from kombu import Exchange, Queue
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm_service.database import create_engine, session_factory
@@ -43,16 +54,23 @@ WRITE_TIMELINE_NOTE = "crm.timeline.write_note"
 SWEEP_OUTBOX = "crm.events.sweep_outbox"
 PURGE_NOTES = "crm.timeline.purge_notes"
 WEBHOOKS_QUEUE = "webhooks"
-TIMELINE_QUEUE = "timeline"
-MAINTENANCE_QUEUE = "maintenance"
+NOTES_QUEUE = "notes"
+SWEEP_QUEUE = "sweep"
+PURGE_QUEUE = "purge"
+QUEUES = (WEBHOOKS_QUEUE, NOTES_QUEUE, SWEEP_QUEUE, PURGE_QUEUE)
 
 TASK_BY_KIND = {"webhook": DELIVER_WEBHOOK, "timeline_note": WRITE_TIMELINE_NOTE}
 QUEUE_BY_TASK = {
     DELIVER_WEBHOOK: WEBHOOKS_QUEUE,
-    WRITE_TIMELINE_NOTE: TIMELINE_QUEUE,
-    SWEEP_OUTBOX: MAINTENANCE_QUEUE,
-    PURGE_NOTES: MAINTENANCE_QUEUE,
+    WRITE_TIMELINE_NOTE: NOTES_QUEUE,
+    SWEEP_OUTBOX: SWEEP_QUEUE,
+    PURGE_NOTES: PURGE_QUEUE,
 }
+REFUSED_POOLS = ("gevent", "eventlet")
+SUPPORTED_POOLS = ("prefork", "threads", "solo")
+STARTUP_TIMEOUT_SECONDS = 30.0
+SHUTDOWN_TIMEOUT_SECONDS = 10.0
+RESULT_GRACE_SECONDS = 2.0
 
 # A publish must fail in well under a second when the broker is down: the API hands rows
 # over after its response, the sweep retries later, and a publish that waits minutes would
@@ -65,6 +83,10 @@ PUBLISH_FAILOVER = {
     "interval_max": 0.5,
 }
 REDIS_SOCKET_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+VISIBILITY_TIMEOUT_SECONDS = 3600
+# Retries due later than this are not sent as countdown tasks: the row waits in the outbox
+# and the sweep hands it out when it falls due (well inside the visibility timeout).
+MAX_COUNTDOWN_SECONDS = 600.0
 
 
 def broker_transport_options(broker_url: str) -> dict[str, Any]:
@@ -75,9 +97,14 @@ def broker_transport_options(broker_url: str) -> dict[str, Any]:
         return {"connect_args": {"timeout": 30}}
     if not broker_url.startswith(("redis://", "rediss://")):
         return {}
-    # Redis re-delivers an unacknowledged message after the visibility timeout; retries with
-    # a long countdown may be delivered twice, which the task's claim makes harmless.
-    return {"visibility_timeout": 3600, **PUBLISH_FAILOVER, **REDIS_SOCKET_OPTIONS}
+    # Redis re-delivers an unacknowledged message after the visibility timeout. A countdown
+    # task is held unacknowledged until it is due, so no countdown may come near this: the
+    # delivery task hands longer retries to the sweep (MAX_COUNTDOWN_SECONDS).
+    return {
+        "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
+        **PUBLISH_FAILOVER,
+        **REDIS_SOCKET_OPTIONS,
+    }
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -90,6 +117,8 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
+        # Declared queues are what a worker without -Q consumes: all of them.
+        task_queues=tuple(Queue(name, Exchange(name), routing_key=name) for name in QUEUES),
         task_routes={name: {"queue": queue} for name, queue in QUEUE_BY_TASK.items()},
         task_default_queue=WEBHOOKS_QUEUE,
         broker_connection_retry_on_startup=True,
@@ -127,49 +156,149 @@ def webhook_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
+@dataclass(frozen=True)
+class Resources:
+    """What the tasks of one worker process share, all bound to the runtime's one loop."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    webhooks: httpx.AsyncClient
+    flags: FlagCache
+
+
+async def _open_resources(settings: Settings) -> Resources:
+    engine = create_engine(settings.database_url)
+    return Resources(
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        webhooks=webhook_client(settings),
+        flags=build_flag_cache(settings.redis_url),
+    )
+
+
+async def _close_resources(resources: Resources) -> None:
+    await resources.webhooks.aclose()
+    close = getattr(resources.flags, "close", None)  # the Redis cache holds a pool
+    if close is not None:
+        await close()
+    await resources.engine.dispose()
+
+
+class TaskDeadlineExceeded(Exception):
+    """A task ran past its deadline; its work was cancelled (the claim's lease runs out
+    and the sweep hands the row out again)."""
+
+
 class WorkerRuntime:
-    """The one event loop, engine, webhook client and flag cache of a worker process."""
+    """One asyncio event loop per worker process, running in a thread of its own, and the
+    resources every task of the process shares (engine, webhook client, flag cache).
 
-    loop: asyncio.AbstractEventLoop | None = None
-    engine: AsyncEngine | None = None
-    sessions: async_sessionmaker[AsyncSession] | None = None
-    settings: Settings | None = None
-    webhooks: httpx.AsyncClient | None = None
-    flags: FlagCache | None = None
+    Tasks, whichever pool runs them, submit coroutines to the loop with
+    :func:`asyncio.run_coroutine_threadsafe` and wait for the result, so the prefork pool
+    (one task at a time per child), the threads pool (many tasks at once, all on the one
+    loop) and the solo pool work alike. The loop is started after a fork (prefork:
+    ``worker_process_init``; other pools: ``worker_init`` in the worker process itself),
+    under a lock, and stopped at shutdown. A process that forked after starting (the pid
+    changed) starts its own: a child never uses its parent's loop or sockets.
+    """
 
-    def start(self, settings: Settings) -> None:
-        self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self.loop)
-        self.settings = settings
-        self.engine = create_engine(settings.database_url)
-        self.sessions = session_factory(self.engine)
-        self.webhooks = webhook_client(settings)
-        self.flags = build_flag_cache(settings.redis_url)
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._resources: Resources | None = None
+        self._pid: int | None = None
 
-    def ensure_started(self) -> None:
-        if self.loop is None:  # solo pool / eager mode / a process that missed init
-            self.start(get_settings())
+    @property
+    def started(self) -> bool:
+        return self._resources is not None and self._pid == os.getpid()
 
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        self.ensure_started()
-        assert self.loop is not None
-        return self.loop.run_until_complete(coroutine)
+    def start(self, settings: Settings | None = None) -> Resources:
+        """Start the loop and open the resources, once per process (idempotent)."""
+        with self._lock:
+            if self._resources is not None and self._pid == os.getpid():
+                return self._resources
+            # After a fork the parent's loop thread does not exist here; its sockets are
+            # the parent's. Forget them (closing would close the parent's connections).
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=_serve_loop, args=(loop,), name="crm-worker-loop", daemon=True
+            )
+            thread.start()
+            opened = asyncio.run_coroutine_threadsafe(
+                _open_resources(settings or get_settings()), loop
+            )
+            self._resources = opened.result(timeout=STARTUP_TIMEOUT_SECONDS)
+            self._loop, self._thread, self._pid = loop, thread, os.getpid()
+            return self._resources
+
+    def resources(self) -> Resources:
+        if self.started:
+            assert self._resources is not None
+            return self._resources
+        return self.start()
+
+    def run(self, work: Callable[[Resources], Coroutine[Any, Any, T]], *, deadline: float) -> T:
+        """Run ``work(resources)`` on the loop and wait for its result; cancel it once it
+        has run ``deadline`` seconds (:class:`TaskDeadlineExceeded`)."""
+        resources = self.resources()
+        assert self._loop is not None
+
+        async def bounded() -> T:
+            async with asyncio.timeout(deadline):
+                return await work(resources)
+
+        future = asyncio.run_coroutine_threadsafe(bounded(), self._loop)
+        try:
+            # The loop cancels the work at the deadline; the grace covers a loop that is
+            # busy with other tasks' callbacks at that moment.
+            return future.result(timeout=deadline + RESULT_GRACE_SECONDS)
+        except TimeoutError as error:
+            future.cancel()
+            raise TaskDeadlineExceeded(f"task cancelled after {deadline:g}s") from error
 
     def stop(self) -> None:
-        if self.loop is not None:
-            if self.webhooks is not None:
-                self.loop.run_until_complete(self.webhooks.aclose())
-            close = getattr(self.flags, "close", None)  # the Redis cache holds a pool
-            if close is not None:
-                self.loop.run_until_complete(close())
-            if self.engine is not None:
-                self.loop.run_until_complete(self.engine.dispose())
-            self.loop.close()
-        self.loop = self.engine = self.sessions = self.settings = self.webhooks = None
-        self.flags = None
+        """Close the resources and stop the loop; a later :meth:`start` opens anew."""
+        with self._lock:
+            loop, thread, resources = self._loop, self._thread, self._resources
+            mine = self._pid == os.getpid()
+            self._loop = self._thread = self._resources = self._pid = None
+            if loop is None or not mine:
+                return
+            if resources is not None:
+                closing = asyncio.run_coroutine_threadsafe(_close_resources(resources), loop)
+                try:
+                    closing.result(timeout=SHUTDOWN_TIMEOUT_SECONDS)
+                except Exception as error:  # shutting down anyway; say what was left open
+                    log.warning("worker resources not closed cleanly", extra={"error": repr(error)})
+            loop.call_soon_threadsafe(loop.stop)
+            if thread is not None:
+                thread.join(timeout=SHUTDOWN_TIMEOUT_SECONDS)
+            if not loop.is_running():
+                loop.close()
+
+
+def _serve_loop(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    loop.run_forever()
 
 
 runtime = WorkerRuntime()
+
+
+def pool_name(pool: object) -> str:
+    """``prefork``, ``threads``, ``solo``, ``gevent``, ``eventlet`` (or the class path) for
+    what ``--pool`` resolved to: an alias, a class path or the class itself."""
+    if isinstance(pool, str):
+        path = ALIASES.get(pool, pool)
+    else:
+        path = f"{getattr(pool, '__module__', '')}:{getattr(pool, '__qualname__', pool)}"
+    for alias, alias_path in ALIASES.items():
+        if path == alias_path:
+            return alias  # "prefork" comes before its old alias "processes"
+    return path
 
 
 @setup_logging.connect  # type: ignore[untyped-decorator]
@@ -208,6 +337,24 @@ def _serve_metrics(**_: Any) -> None:
     start_http_server(port, registry=registry)
 
 
+@worker_init.connect  # type: ignore[untyped-decorator]
+def _start_runtime(sender: Any = None, **_: Any) -> None:
+    """Refuse the pools that cannot work; start the loop where tasks run in this process.
+
+    Prefork children start theirs after the fork (``worker_process_init``): a loop thread
+    and sockets made in the parent would not survive it."""
+    name = pool_name(getattr(sender, "pool_cls", "prefork"))
+    if name in REFUSED_POOLS:
+        sys.stderr.write(
+            f"crm_service worker: --pool={name} is not supported; "
+            f"use --pool={', --pool='.join(SUPPORTED_POOLS)}\n"
+        )
+        sys.stderr.flush()
+        os._exit(2)  # before any pool or connection exists: nothing to clean up
+    if name != "prefork":
+        runtime.start(get_settings())
+
+
 @worker_process_init.connect  # type: ignore[untyped-decorator]
 def _init_process(**_: Any) -> None:
     runtime.start(get_settings())
@@ -216,6 +363,11 @@ def _init_process(**_: Any) -> None:
 @worker_process_shutdown.connect  # type: ignore[untyped-decorator]
 def _shutdown_process(**_: Any) -> None:
     runtime.stop()
+
+
+@worker_shutdown.connect  # type: ignore[untyped-decorator]
+def _shutdown_worker(**_: Any) -> None:
+    runtime.stop()  # threads / solo; a no-op in a prefork parent (nothing started)
 
 
 def enqueue_outbox(items: Sequence[tuple[int, str]]) -> None:

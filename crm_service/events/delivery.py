@@ -56,6 +56,10 @@ JITTER = 0.2
 # skew of another worker host. A task that still comes too early is skipped, and the
 # sweep sends the row again (later by a grace period, never lost).
 EARLY_TOLERANCE = timedelta(milliseconds=100)
+# A countdown task waits unacknowledged in the broker; Redis re-delivers one after its
+# visibility timeout (an hour). Longer retries (the schedule's 1 h, 3 h, 6 h) wait in the
+# outbox instead, and the sweep hands them out when they fall due.
+MAX_COUNTDOWN_SECONDS = 600.0
 # A Retry-After beyond an hour (or the schedule's longest delay) is not waited for.
 RETRY_AFTER_CAP_SECONDS = 3600.0
 NO_LINK_ERROR = "no omnichannel link"
@@ -110,8 +114,13 @@ class DeliveryPolicy:
 
 @dataclass(frozen=True)
 class DeliveryResult:
+    """``retry_in``: seconds until the next attempt is due. ``dispatch_in``: the countdown
+    of the task to send for it, or ``None`` when the sweep hands the row out instead (a
+    retry due later than :data:`MAX_COUNTDOWN_SECONDS`)."""
+
     outcome: Outcome
     retry_in: float | None = None
+    dispatch_in: float | None = None
 
 
 @dataclass(frozen=True)
@@ -329,6 +338,8 @@ async def _record(
         values = {
             "next_attempt_at": now + timedelta(seconds=retry_in),
             "last_error": response.error,
+            # NULL: no task is on its way; the sweep sends the row when it falls due.
+            "enqueued_at": now if retry_in <= MAX_COUNTDOWN_SECONDS else None,
         }
     else:
         outcome = Outcome.FLAG_OFF if flag_off else Outcome.FAILED
@@ -382,4 +393,5 @@ async def _record(
             "retry_in": None if retry_in is None else round(retry_in, 3),
         },
     )
-    return DeliveryResult(outcome, retry_in)
+    countdown = retry_in if retry_in is not None and retry_in <= MAX_COUNTDOWN_SECONDS else None
+    return DeliveryResult(outcome, retry_in, countdown)

@@ -7,6 +7,10 @@ rows of every kind — webhooks and timeline notes — in bounded batches. A row
 still working on is never overdue (the claim pushed ``next_attempt_at`` ahead), and a
 row that is enqueued twice is harmless (the task claims it once).
 
+It is also the dispatcher of retries due too late for a countdown task (longer than
+``MAX_COUNTDOWN_SECONDS``, which stays far inside the broker's visibility timeout): such a
+row is left with ``enqueued_at`` NULL, and the first sweep after it falls due sends it.
+
 It also purges idempotency keys past their lifetime.
 """
 
@@ -15,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_service.database import utcnow
@@ -38,8 +42,9 @@ async def claim_overdue(
     grace: timedelta,
     batch: int = SWEEP_BATCH,
 ) -> list[OutboxItem]:
-    """Mark up to ``batch`` overdue pending rows of each kind as just enqueued and return
-    them. A batch per kind: a backlog of one kind (its workers down) never starves another.
+    """Mark up to ``batch`` pending rows of each kind that are overdue, or due and parked
+    for the sweep (a retry with no task on its way), as just enqueued and return them.
+    A batch per kind: a backlog of one kind (its workers down) never starves another.
 
     ``next_attempt_at`` moves to now, so a row stays due for its task but is not overdue
     again (and re-enqueued again) until another grace period passes.
@@ -53,7 +58,14 @@ async def claim_overdue(
                 .where(
                     OutboxEvent.kind == kind,
                     OutboxEvent.status == OutboxStatus.PENDING,
-                    OutboxEvent.next_attempt_at < now - grace,
+                    or_(
+                        OutboxEvent.next_attempt_at < now - grace,
+                        and_(
+                            OutboxEvent.enqueued_at.is_(None),
+                            OutboxEvent.attempt_count > 0,
+                            OutboxEvent.next_attempt_at <= now,
+                        ),
+                    ),
                 )
                 .order_by(OutboxEvent.next_attempt_at)
                 .limit(batch)

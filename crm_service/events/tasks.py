@@ -2,6 +2,11 @@
 
 Both take ids only and are idempotent; the work lives in :mod:`crm_service.events.delivery`
 and :mod:`crm_service.events.sweep`, run on the worker process's one event loop.
+
+Each task has a hard time limit taken from the claim's lease: the coroutine is cancelled
+on the loop at the deadline (every pool), and a prefork child that still runs at the lease
+is killed (Celery's ``time_limit``). A stuck attempt never outlives its lease, so the row
+is never sent by two attempts at once; the sweep hands it out again once the lease ends.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from datetime import timedelta
 
 from crm_service.events.delivery import DeliveryPolicy, deliver
 from crm_service.events.sweep import claim_overdue, overdue_grace, purge_idempotency_keys
+from crm_service.settings import get_settings
 from crm_service.worker import (
     DELIVER_WEBHOOK,
     SWEEP_OUTBOX,
@@ -23,29 +29,34 @@ from crm_service.worker import (
 
 log = logging.getLogger(__name__)
 
+_settings = get_settings()
+DELIVERY_LEASE_SECONDS = DeliveryPolicy.from_settings(_settings).lease.total_seconds()
+# The work is cancelled a little before the lease ends, the process killed at its end.
+DELIVERY_DEADLINE_SECONDS = max(1.0, DELIVERY_LEASE_SECONDS - 1.0)
+# A sweep is a few short statements and a publish per row; the next sweep follows anyway.
+SWEEP_DEADLINE_SECONDS = max(30.0, 2 * _settings.outbox_sweep_seconds)
 
-@celery_app.task(name=DELIVER_WEBHOOK)  # type: ignore[untyped-decorator]
+
+@celery_app.task(name=DELIVER_WEBHOOK, time_limit=DELIVERY_LEASE_SECONDS)  # type: ignore[untyped-decorator]
 def deliver_webhook(outbox_id: int) -> str:
     """One attempt at one webhook row; schedules the next attempt when it should retry."""
-    runtime.ensure_started()
-    assert runtime.sessions is not None and runtime.webhooks is not None
-    assert runtime.settings is not None and runtime.flags is not None
     result = runtime.run(
-        deliver(
-            runtime.sessions,
-            runtime.webhooks,
-            runtime.flags,
+        lambda shared: deliver(
+            shared.sessions,
+            shared.webhooks,
+            shared.flags,
             outbox_id,
-            DeliveryPolicy.from_settings(runtime.settings),
-        )
+            DeliveryPolicy.from_settings(shared.settings),
+        ),
+        deadline=DELIVERY_DEADLINE_SECONDS,
     )
-    if result.retry_in is not None:
+    if result.dispatch_in is not None:
         try:
             celery_app.send_task(
                 DELIVER_WEBHOOK,
                 args=[outbox_id],
                 queue=WEBHOOKS_QUEUE,
-                countdown=result.retry_in,
+                countdown=result.dispatch_in,
                 retry=False,
             )
         except Exception as error:  # the row holds next_attempt_at; the sweep re-sends it
@@ -56,23 +67,25 @@ def deliver_webhook(outbox_id: int) -> str:
     return result.outcome.value
 
 
-@celery_app.task(name=SWEEP_OUTBOX)  # type: ignore[untyped-decorator]
+@celery_app.task(name=SWEEP_OUTBOX, time_limit=SWEEP_DEADLINE_SECONDS + 5)  # type: ignore[untyped-decorator]
 def sweep_outbox() -> int:
-    """Re-enqueue overdue pending outbox rows; purge expired idempotency keys."""
-    runtime.ensure_started()
-    assert runtime.sessions is not None and runtime.settings is not None
-    settings = runtime.settings
+    """Hand out outbox rows that fell due with no task on its way (retries parked for the
+    sweep) or were lost (broker down at commit, worker killed); purge expired idempotency
+    keys."""
+    settings = runtime.resources().settings
     items = runtime.run(
-        claim_overdue(
-            runtime.sessions,
+        lambda shared: claim_overdue(
+            shared.sessions,
             kinds=TASK_BY_KIND,
             grace=overdue_grace(settings.outbox_sweep_seconds),
-        )
+        ),
+        deadline=SWEEP_DEADLINE_SECONDS,
     )
     purged = runtime.run(
-        purge_idempotency_keys(
-            runtime.sessions, ttl=timedelta(seconds=settings.idempotency_ttl_seconds)
-        )
+        lambda shared: purge_idempotency_keys(
+            shared.sessions, ttl=timedelta(seconds=settings.idempotency_ttl_seconds)
+        ),
+        deadline=SWEEP_DEADLINE_SECONDS,
     )
     if items:
         try:

@@ -1,11 +1,16 @@
-"""End-to-end fixtures: the CRM as real processes (uvicorn API, Celery worker with beat)
+"""End-to-end fixtures: the CRM as real processes (uvicorn API, Celery worker, beat)
 on a fresh PostgreSQL database and a private Redis, talking to a loopback receiver.
 
 - :func:`crm_env` — the environment of a CRM process (short retry schedule, sweep and
   timeout by default, so a test sees retries in tenths of a second).
-- :func:`run_crm` — start the API and (optionally) a worker, yield a :class:`CrmStack`,
-  stop them afterwards. Several tests can share one stack (module scope) as long as each
-  makes its own team (:meth:`CrmStack.create_team`) with its own receiver endpoint.
+- :func:`run_crm` — start the API and (optionally) a worker and a beat, each exactly as
+  DESIGN.md §8 names it (``celery -A crm_service.worker:celery_app worker`` with no
+  ``-Q``; ``... beat`` a process of its own, as compose runs it), yield a
+  :class:`CrmStack`, stop them afterwards.
+- :data:`POOLS` / :func:`worker_pool` — the pools an operator may choose (prefork,
+  threads with concurrency 8, solo); tests that take ``worker_pool`` run under each.
+  Several tests can share one stack (module scope) as long as each makes its own team
+  (:meth:`CrmStack.create_team`) with its own receiver endpoint.
 - :class:`CrmStack` — a synchronous admin/API client with the steps every scenario
   needs: team + link + flag, create / update / delete records, the delivery log.
 """
@@ -30,6 +35,7 @@ from tests.support.processes import (
     RedisServer,
     ServiceProcess,
     service_env,
+    start_celery_beat,
     start_celery_worker,
     start_uvicorn,
     wait_until,
@@ -37,7 +43,22 @@ from tests.support.processes import (
 
 ADMIN_KEY = "e2e-admin-key"
 PUBLIC_URL = "https://crm.e2e.test"
-DELIVERY_QUEUES = ("webhooks", "maintenance")
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A worker pool and its concurrency, as an operator passes them (``--pool``,
+    ``--concurrency``)."""
+
+    name: str
+    concurrency: int
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"pool": self.name, "concurrency": self.concurrency}
+
+
+POOLS = (Pool("prefork", 2), Pool("threads", 8), Pool("solo", 1))
 # Fast enough that retries and sweeps happen within a test, slow enough to observe them.
 E2E_SETTINGS: dict[str, object] = {
     "CRM_WEBHOOK_RETRY_SCHEDULE": "0.2,0.2,0.5",
@@ -83,33 +104,49 @@ class CrmStack:
         env: dict[str, str],
         log_dir: Path,
         worker: ServiceProcess | None = None,
+        beat: ServiceProcess | None = None,
+        worker_options: dict[str, Any] | None = None,
     ) -> None:
-        """``env`` is what :meth:`start_worker` starts workers with."""
+        """``env`` and ``worker_options`` are what :meth:`start_worker` starts workers
+        with (unless it is told otherwise)."""
         self.api = api
         self.api_url = api_url
         self.env = env
         self.log_dir = log_dir
         self.worker = worker
+        self.beat = beat
+        self.worker_options = dict(worker_options or {})
+        self.extra: list[ServiceProcess] = []
         self.http = httpx.Client(base_url=api_url, timeout=30)
 
     # -- processes ---------------------------------------------------------------
 
     def start_worker(self, **options: Any) -> ServiceProcess:
-        options.setdefault("queues", DELIVERY_QUEUES)
-        options.setdefault("beat", True)
-        self.worker = start_celery_worker(self.env, log_dir=self.log_dir, **options)
+        """Another worker (the first one is replaced as :attr:`worker`; it keeps running
+        until :meth:`close` if it was not stopped)."""
+        if self.worker is not None:
+            self.extra.append(self.worker)
+        self.worker = start_celery_worker(
+            self.env, log_dir=self.log_dir, **{**self.worker_options, **options}
+        )
         return self.worker
+
+    def start_beat(self) -> ServiceProcess:
+        if self.beat is None or not self.beat.running:
+            self.beat = start_celery_beat(self.env, log_dir=self.log_dir)
+        return self.beat
 
     def logs(self) -> str:
         """Tails of the process logs, for failure messages."""
         parts = [self.api.tail()]
-        if self.worker is not None:
-            parts.append(self.worker.tail())
+        for process in (*self.extra, self.worker, self.beat):
+            if process is not None:
+                parts.append(process.tail())
         return "\n".join(parts)
 
     def close(self) -> None:
         self.http.close()
-        for process in (self.worker, self.api):
+        for process in (self.beat, *self.extra, self.worker, self.api):
             if process is not None:
                 process.stop()
 
@@ -201,40 +238,62 @@ def run_crm(
     log_dir: Path,
     *,
     worker: bool = True,
+    beat: bool | None = None,
     worker_env: dict[str, str] | None = None,
     **worker_options: Any,
 ) -> Iterator[CrmStack]:
-    """The API and, if ``worker``, a worker with beat, started side by side. The worker
-    runs with ``worker_env`` if given (e.g. worker-only metrics settings), else ``env``."""
-    worker_options.setdefault("queues", DELIVERY_QUEUES)
-    worker_options.setdefault("beat", True)
+    """The API and, if ``worker``, a worker and a beat (``beat`` defaults to ``worker``),
+    started side by side. The worker and beat run with ``worker_env`` if given (e.g.
+    worker-only metrics settings), else ``env``; ``worker_options`` (pool, concurrency,
+    name) go to :func:`start_celery_worker` and stay the stack's default for later
+    :meth:`CrmStack.start_worker` calls."""
     worker_env = worker_env or env
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        api_start = pool.submit(start_uvicorn, "crm_service.main:app", env, log_dir=log_dir)
-        worker_start = (
-            pool.submit(start_celery_worker, worker_env, log_dir=log_dir, **worker_options)
+    beat = worker if beat is None else beat
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        starts = {
+            "api": pool.submit(start_uvicorn, "crm_service.main:app", env, log_dir=log_dir),
+            "worker": pool.submit(
+                start_celery_worker, worker_env, log_dir=log_dir, **worker_options
+            )
             if worker
-            else None
-        )
-    failures = [f.exception() for f in (api_start, worker_start) if f is not None and f.exception()]
+            else None,
+            "beat": pool.submit(start_celery_beat, worker_env, log_dir=log_dir) if beat else None,
+        }
+    failures = [f.exception() for f in starts.values() if f is not None and f.exception()]
     if failures:
-        if api_start.exception() is None:
-            api_start.result()[0].stop()
-        if worker_start is not None and worker_start.exception() is None:
-            worker_start.result().stop()
+        for role, started in starts.items():
+            if started is not None and started.exception() is None:
+                process = started.result()[0] if role == "api" else started.result()
+                process.stop()
         raise failures[0]  # type: ignore[misc]
-    api, api_url = api_start.result()
+    api, api_url = starts["api"].result()  # type: ignore[union-attr]
     stack = CrmStack(
         api=api,
         api_url=api_url,
         env=worker_env,
         log_dir=log_dir,
-        worker=worker_start.result() if worker_start is not None else None,
+        worker=starts["worker"].result() if starts["worker"] is not None else None,
+        beat=starts["beat"].result() if starts["beat"] is not None else None,
+        worker_options=worker_options,
     )
     try:
         yield stack
     finally:
         stack.close()
+
+
+@pytest.fixture(params=POOLS, ids=lambda pool: pool.name)
+def worker_pool(request: pytest.FixtureRequest) -> Pool:
+    """Each pool an operator may run the worker under."""
+    pool: Pool = request.param
+    return pool
+
+
+@pytest.fixture(scope="module", params=POOLS, ids=lambda pool: pool.name)
+def module_worker_pool(request: pytest.FixtureRequest) -> Pool:
+    """:func:`worker_pool` for module-scoped stacks."""
+    pool: Pool = request.param
+    return pool
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""Signed delivery end to end: the CRM API (uvicorn) and a Celery worker with beat as
-real processes, PostgreSQL, a private Redis broker, a loopback receiver.
+"""Signed delivery end to end: the CRM API (uvicorn), a plain Celery worker and beat as
+real processes, PostgreSQL, a private Redis broker, a loopback receiver. The module runs
+once per worker pool (prefork, threads, solo).
 
 The processes are shared by this module's tests; each test makes its own team linked to
 its own receiver endpoint, so tests see only their own events.
@@ -22,7 +23,7 @@ from svix.webhooks import Webhook as SvixWebhook
 
 from shared_contracts.signatures import verify
 from tests.contracts.spec import verify_per_spec
-from tests.e2e.conftest import CrmStack, crm_env, run_crm
+from tests.e2e.conftest import CrmStack, Pool, crm_env, run_crm
 from tests.support.processes import (
     LoopbackReceiver,
     ReceivedRequest,
@@ -41,16 +42,19 @@ TIMEOUT = 30.0
 
 @pytest.fixture(scope="module")
 def stack(
-    module_database_url: str, module_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    module_database_url: str,
+    module_redis: RedisServer,
+    module_worker_pool: Pool,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[CrmStack]:
     env = crm_env(module_database_url, module_redis.url(0), module_redis.url(1))
-    log_dir: Path = tmp_path_factory.mktemp("delivery")
+    log_dir: Path = tmp_path_factory.mktemp(f"delivery-{module_worker_pool.name}")
     worker_env = {
         **env,
         "CRM_WORKER_METRICS_PORT": str(free_port()),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("worker-metrics")),
     }
-    with run_crm(env, log_dir, worker_env=worker_env, concurrency=2) as running:
+    with run_crm(env, log_dir, worker_env=worker_env, **module_worker_pool.options) as running:
         yield running
 
 
@@ -71,7 +75,7 @@ def settled(items: list[dict[str, Any]]) -> bool:
 def test_create_update_and_delete_each_arrive_signed_for_both_verifiers(
     stack: CrmStack, receiver: LoopbackReceiver, kind: str
 ) -> None:
-    omni = receiver.endpoint()
+    omni = receiver.endpoint(only="/webhooks/crm")
     team = stack.create_team(omni.base_url)
     record = stack.create(team, kind)
     stack.update(team, kind, record["id"], name="renamed by the agent")
@@ -100,7 +104,7 @@ def test_create_update_and_delete_each_arrive_signed_for_both_verifiers(
 
 
 def test_retries_carry_the_same_webhook_id(stack: CrmStack, receiver: LoopbackReceiver) -> None:
-    omni = receiver.endpoint(replies(500, 503, 200))
+    omni = receiver.endpoint(replies(500, 503, 200), only="/webhooks/crm")
     team = stack.create_team(omni.base_url)
     stack.create(team, "deals")
 
@@ -114,7 +118,7 @@ def test_retries_carry_the_same_webhook_id(stack: CrmStack, receiver: LoopbackRe
 def test_two_server_errors_then_success_is_three_attempts_then_delivered(
     stack: CrmStack, receiver: LoopbackReceiver
 ) -> None:
-    omni = receiver.endpoint(replies(500, 500, 200))
+    omni = receiver.endpoint(replies(500, 500, 200), only="/webhooks/crm")
     team = stack.create_team(omni.base_url)
     stack.create(team, "deals")
 
@@ -127,7 +131,9 @@ def test_two_server_errors_then_success_is_three_attempts_then_delivered(
 def test_client_error_fails_at_once_without_retry(
     stack: CrmStack, receiver: LoopbackReceiver
 ) -> None:
-    omni = receiver.endpoint(replies(Reply(400, body=b'{"detail":"unknown company"}'), 200))
+    omni = receiver.endpoint(
+        replies(Reply(400, body=b'{"detail":"unknown company"}'), 200), only="/webhooks/crm"
+    )
     team = stack.create_team(omni.base_url)
     stack.create(team, "tickets")
 
@@ -142,7 +148,9 @@ def test_client_error_fails_at_once_without_retry(
 def test_too_many_requests_waits_at_least_retry_after(
     stack: CrmStack, receiver: LoopbackReceiver
 ) -> None:
-    omni = receiver.endpoint(replies(Reply(429, headers={"Retry-After": "2"}), 200))
+    omni = receiver.endpoint(
+        replies(Reply(429, headers={"Retry-After": "2"}), 200), only="/webhooks/crm"
+    )
     team = stack.create_team(omni.base_url)
     stack.create(team, "deals")
 
@@ -156,7 +164,7 @@ def test_too_many_requests_waits_at_least_retry_after(
 def test_a_receiver_slower_than_the_timeout_is_retried(
     stack: CrmStack, receiver: LoopbackReceiver
 ) -> None:
-    omni = receiver.endpoint(replies(Reply(200, delay=2.5), 200))
+    omni = receiver.endpoint(replies(Reply(200, delay=2.5), 200), only="/webhooks/crm")
     team = stack.create_team(omni.base_url)
     stack.create(team, "deals")
 
@@ -183,7 +191,7 @@ def test_unreachable_receiver_is_retried_on_the_schedule_then_dead_lettered(
 def test_exhausted_event_is_failed_and_its_replay_is_delivered_with_the_same_id(
     stack: CrmStack, receiver: LoopbackReceiver
 ) -> None:
-    omni = receiver.endpoint(replies(500))
+    omni = receiver.endpoint(replies(500), only="/webhooks/crm")
     team = stack.create_team(omni.base_url)
     stack.create(team, "tickets")
     [failed] = stack.wait_for_deliveries(team, settled, timeout=TIMEOUT)
@@ -203,7 +211,7 @@ def test_exhausted_event_is_failed_and_its_replay_is_delivered_with_the_same_id(
 def test_concurrent_creates_each_deliver_one_create_event_once(
     stack: CrmStack, receiver: LoopbackReceiver
 ) -> None:
-    omni = receiver.endpoint()
+    omni = receiver.endpoint(only="/webhooks/crm")
     team = stack.create_team(omni.base_url)
     created: list[int] = []
     lock = threading.Lock()
@@ -243,7 +251,7 @@ def worker_metric(stack: CrmStack, name: str, labels: str = "") -> float:
 def test_the_worker_exposes_deliveries_by_outcome_and_their_latency(
     stack: CrmStack, receiver: LoopbackReceiver
 ) -> None:
-    omni = receiver.endpoint(replies(500, 200))
+    omni = receiver.endpoint(replies(500, 200), only="/webhooks/crm")
     team = stack.create_team(omni.base_url)
     retried = worker_metric(stack, "crm_webhook_deliveries_total", '{outcome="retry"}')
     delivered = worker_metric(stack, "crm_webhook_deliveries_total", '{outcome="delivered"}')

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared_contracts.signatures import verify
-from tests.e2e.conftest import crm_env, run_crm
+from tests.e2e.conftest import Pool, crm_env, run_crm
 from tests.support.databases import migrate
 from tests.support.processes import LoopbackReceiver, replies
 
@@ -17,13 +17,13 @@ pytestmark = pytest.mark.e2e
 
 
 def test_embedded_mode_delivers_and_retries_without_any_server(
-    receiver: LoopbackReceiver, tmp_path: Path
+    receiver: LoopbackReceiver, worker_pool: Pool, tmp_path: Path
 ) -> None:
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}"
     migrate("crm", database_url)
     env = crm_env(database_url, f"sqla+sqlite:///{tmp_path / 'broker.db'}", redis_url=None)
-    omni = receiver.endpoint(replies(503, 200))
-    with run_crm(env, tmp_path) as stack:
+    omni = receiver.endpoint(replies(503, 200), only="/webhooks/crm")
+    with run_crm(env, tmp_path, **worker_pool.options) as stack:
         team = stack.create_team(omni.base_url)
         record = stack.create(team, "tickets")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import crm_env, run_crm
+from tests.e2e.conftest import Pool, crm_env, run_crm
 from tests.support.processes import LoopbackReceiver, RedisServer, Reply, replies
 
 pytestmark = pytest.mark.e2e
@@ -17,11 +17,15 @@ EVENTS = 20
 
 
 def test_worker_killed_mid_batch_still_delivers_every_event(
-    crm_database_url: str, redis_server: RedisServer, receiver: LoopbackReceiver, tmp_path: Path
+    crm_database_url: str,
+    redis_server: RedisServer,
+    receiver: LoopbackReceiver,
+    worker_pool: Pool,
+    tmp_path: Path,
 ) -> None:
     env = crm_env(crm_database_url, redis_server.url(0), redis_server.url(1))
-    omni = receiver.endpoint(replies(Reply(200, delay=0.3)))
-    with run_crm(env, tmp_path, concurrency=2) as stack:
+    omni = receiver.endpoint(replies(Reply(200, delay=0.3)), only="/webhooks/crm")
+    with run_crm(env, tmp_path, **worker_pool.options) as stack:
         team = stack.create_team(omni.base_url)
         for _ in range(EVENTS):
             stack.create(team, "deals")
@@ -30,7 +34,7 @@ def test_worker_killed_mid_batch_still_delivers_every_event(
         stack.worker.kill()
         assert len({request.webhook_id for request in omni.requests}) < EVENTS
 
-        stack.start_worker(name="second-worker", concurrency=2)
+        stack.start_worker(name="second-worker")
         expected = {entry["webhook_id"] for entry in stack.deliveries(team)}
         assert len(expected) == EVENTS
         omni.wait_for(

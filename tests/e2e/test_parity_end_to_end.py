@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import CrmStack, Team, crm_env, run_crm
+from tests.e2e.conftest import CrmStack, Pool, Team, crm_env, run_crm
 from tests.support.databases import database_from
 from tests.support.processes import (
     RedisServer,
@@ -33,7 +33,6 @@ from tests.support.processes import (
 pytestmark = pytest.mark.e2e
 
 OMNI_ADMIN_KEY = "e2e-omni-admin-key"
-QUEUES = ("webhooks", "timeline", "maintenance")
 TIMEOUT = 30.0
 STAMP = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d UTC\] ")
 CHAT = (
@@ -73,10 +72,13 @@ def omni(omni_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.fixture(scope="module")
 def crm(
-    module_database_url: str, module_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    module_database_url: str,
+    module_redis: RedisServer,
+    module_worker_pool: Pool,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[CrmStack]:
     env = crm_env(module_database_url, module_redis.url(0), module_redis.url(1))
-    with run_crm(env, tmp_path_factory.mktemp("crm"), queues=QUEUES) as stack:
+    with run_crm(env, tmp_path_factory.mktemp("crm"), **module_worker_pool.options) as stack:
         yield stack
 
 

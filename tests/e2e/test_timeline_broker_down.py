@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import crm_env, run_crm
+from tests.e2e.conftest import Pool, crm_env, run_crm
 from tests.support.processes import (
     LoopbackReceiver,
     ReceivedRequest,
@@ -43,12 +43,12 @@ def history_or_accept(request: ReceivedRequest, _seen_before: int) -> Reply:
 
 
 def test_a_note_committed_while_the_broker_is_down_is_written_once_it_is_back(
-    crm_database_url: str, receiver: LoopbackReceiver, tmp_path: Path
+    crm_database_url: str, receiver: LoopbackReceiver, worker_pool: Pool, tmp_path: Path
 ) -> None:
     broker = RedisServer()  # not started yet: its port refuses connections
     env = crm_env(crm_database_url, broker.url(), redis_url=None)
     omni = receiver.endpoint(history_or_accept)
-    with run_crm(env, tmp_path, worker=False) as stack:
+    with run_crm(env, tmp_path, worker=False, **worker_pool.options) as stack:
         team = stack.create_team(omni.base_url)
         deal = stack.create(team, "deals")  # asserts the 201
         stack.api.wait_for_log("outbox enqueue failed", timeout=10)
@@ -63,7 +63,8 @@ def test_a_note_committed_while_the_broker_is_down_is_written_once_it_is_back(
 
         assert timeline() == []
         with broker:
-            stack.start_worker(queues=("webhooks", "timeline", "maintenance"))
+            stack.start_worker()
+            stack.start_beat()
             [note] = wait_until(timeline, timeout=30, message=stack.logs)
             stack.worker.stop()  # type: ignore[union-attr]
 

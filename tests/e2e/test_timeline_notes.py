@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import CrmStack, Team, crm_env, run_crm
+from tests.e2e.conftest import CrmStack, Pool, Team, crm_env, run_crm
 from tests.support.processes import (
     LoopbackReceiver,
     ReceivedRequest,
@@ -27,7 +27,6 @@ from tests.support.processes import (
 
 pytestmark = pytest.mark.e2e
 
-QUEUES = ("webhooks", "timeline", "maintenance")
 OMNI_TIMEOUT_SECONDS = 0.5
 TIMEOUT = 30.0
 HISTORY = {
@@ -61,7 +60,10 @@ EXCERPT = (
 
 @pytest.fixture(scope="module")
 def stack(
-    module_database_url: str, module_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    module_database_url: str,
+    module_redis: RedisServer,
+    module_worker_pool: Pool,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[CrmStack]:
     env = crm_env(
         module_database_url,
@@ -70,7 +72,7 @@ def stack(
         CRM_OMNI_TIMEOUT_SECONDS=OMNI_TIMEOUT_SECONDS,
     )
     log_dir: Path = tmp_path_factory.mktemp("timeline")
-    with run_crm(env, log_dir, queues=QUEUES) as running:
+    with run_crm(env, log_dir, **module_worker_pool.options) as running:
         yield running
 
 

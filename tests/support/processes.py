@@ -3,8 +3,9 @@
 - :func:`wait_until` — poll a condition with a deadline; never sleep blindly.
 - :class:`ServiceProcess` — one subprocess in its own process group, output in a log
   file, started and stopped (or SIGKILLed, group and all) on demand.
-  :func:`start_uvicorn` and :func:`start_celery_worker` build the usual two and return
-  once they are ready (``/healthz`` answers; the worker logged ``ready``).
+  :func:`start_uvicorn`, :func:`start_celery_worker` and :func:`start_celery_beat` build
+  the usual three, as DESIGN.md §8 names them, and return once they are ready
+  (``/healthz`` answers; the worker logged ``ready``; beat started).
 - :class:`RedisServer` — a private ``redis-server`` on a free loopback port: a broker
   and cache no other test sees, that a test can stop and start again ("Redis down").
 - :class:`LoopbackReceiver` — a threaded HTTP server on loopback. Each
@@ -18,7 +19,7 @@ Example::
 
     with LoopbackReceiver() as receiver, RedisServer() as redis:
         omni = receiver.endpoint(replies(500, 200))
-        worker = start_celery_worker(env, log_dir=tmp_path, queues=("webhooks",))
+        worker = start_celery_worker(env, log_dir=tmp_path, pool="threads", concurrency=8)
         ...
         omni.wait_for(lambda requests: len(requests) == 2, timeout=10)
         worker.stop()
@@ -218,7 +219,7 @@ def start_celery_worker(
     env: Mapping[str, str],
     *,
     log_dir: Path,
-    queues: Iterable[str],
+    queues: Iterable[str] | None = None,
     name: str = "worker",
     concurrency: int = 1,
     pool: str = "prefork",
@@ -226,7 +227,10 @@ def start_celery_worker(
     app: str = "crm_service.worker:celery_app",
     timeout: float = 60,
 ) -> ServiceProcess:
-    """``celery worker`` (with embedded beat if asked); returns once it logged ``ready``."""
+    """``celery -A app worker`` as DESIGN.md §8 starts it: no ``-Q`` unless ``queues`` is
+    given (a plain worker consumes every declared queue), with the pool and concurrency an
+    operator would pick, embedded beat only if asked (``--beat``; :func:`start_celery_beat`
+    is the separate process compose runs). Returns once the worker logged ``ready``."""
     command = [
         sys.executable,
         "-m",
@@ -234,21 +238,18 @@ def start_celery_worker(
         "-A",
         app,
         "worker",
-        "--queues",
-        ",".join(queues),
-        "--concurrency",
-        str(concurrency),
         "--pool",
         pool,
+        "--concurrency",
+        str(concurrency),
         "--loglevel",
         "INFO",
+        # Several workers of one test on one host need distinct names (celery@host each).
         "--hostname",
         f"{name}-{os.getpid()}-{next(_names)}@%h",
-        # Mingle and gossip talk to other workers: none here, and they slow start-up.
-        "--without-mingle",
-        "--without-gossip",
-        "--without-heartbeat",
     ]
+    if queues is not None:
+        command += ["--queues", ",".join(queues)]
     if beat:
         command += ["--beat", "--schedule", str(log_dir / f"{name}-beat-schedule")]
     log_path = log_dir / f"{name}.log"
@@ -256,6 +257,39 @@ def start_celery_worker(
     process = ServiceProcess(name, command, env, log_path).start()
     try:
         process.wait_for_log(" ready.", timeout=timeout, after=offset)
+    except BaseException:
+        process.stop()
+        raise
+    return process
+
+
+def start_celery_beat(
+    env: Mapping[str, str],
+    *,
+    log_dir: Path,
+    name: str = "beat",
+    app: str = "crm_service.worker:celery_app",
+    timeout: float = 30,
+) -> ServiceProcess:
+    """``celery -A app beat``, the process of its own that compose runs; returns once it
+    has started its scheduler."""
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        app,
+        "beat",
+        "--schedule",
+        str(log_dir / f"{name}-schedule"),
+        "--loglevel",
+        "INFO",
+    ]
+    log_path = log_dir / f"{name}.log"
+    offset = len(log_path.read_text(errors="replace")) if log_path.exists() else 0
+    process = ServiceProcess(name, command, env, log_path).start()
+    try:
+        process.wait_for_log("beat: Starting", timeout=timeout, after=offset)
     except BaseException:
         process.stop()
         raise
@@ -370,12 +404,29 @@ def replies(*script: Reply | int) -> Responder:
     return respond
 
 
-class Endpoint:
-    """One URL prefix of a :class:`LoopbackReceiver`: its requests and its responder."""
+EMPTY_PAGE = Reply(body=b'{"items":[],"offset":1,"limit":100,"total":0}')
 
-    def __init__(self, receiver_url: str, prefix: str, responder: Responder) -> None:
+
+class Endpoint:
+    """One URL prefix of a :class:`LoopbackReceiver`: its requests and its responder.
+
+    With ``only`` set (a path below the prefix, e.g. ``/webhooks/crm``), only requests to
+    that path are recorded and scripted; any other request gets ``others`` (by default an
+    empty list page: no chat history) and is not recorded."""
+
+    def __init__(
+        self,
+        receiver_url: str,
+        prefix: str,
+        responder: Responder,
+        *,
+        only: str | None = None,
+        others: Reply = EMPTY_PAGE,
+    ) -> None:
         self.prefix = prefix
         self.base_url = f"{receiver_url}{prefix}"
+        self.only = only
+        self.others = others
         self._responder = responder
         self._requests: list[ReceivedRequest] = []
         self._seen: Counter[str] = Counter()
@@ -409,6 +460,8 @@ class Endpoint:
         return wait_until(lambda: condition(self.requests), timeout=timeout, message=describe)
 
     def _handle(self, request: ReceivedRequest) -> Reply:
+        if self.only is not None and request.path != self.only:
+            return self.others
         with self._lock:
             seen_before = self._seen[request.key]
             self._seen[request.key] += 1
@@ -428,9 +481,10 @@ class LoopbackReceiver:
         self._thread: threading.Thread | None = None
         self.url = ""
 
-    def endpoint(self, responder: Responder | None = None) -> Endpoint:
+    def endpoint(self, responder: Responder | None = None, *, only: str | None = None) -> Endpoint:
+        """A new prefix; see :class:`Endpoint` for ``only``."""
         prefix = f"/e{next(self._counter)}"
-        endpoint = Endpoint(self.url, prefix, responder or replies(200))
+        endpoint = Endpoint(self.url, prefix, responder or replies(200), only=only)
         self._endpoints[prefix] = endpoint
         return endpoint
 

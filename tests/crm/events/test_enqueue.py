@@ -42,7 +42,7 @@ def test_each_kind_goes_to_its_task_on_its_queue(
         ("crm.events.deliver_webhook", [1]),
         ("crm.events.deliver_webhook", [3]),
     ]
-    assert queued(redis, "timeline") == [("crm.timeline.write_note", [2])]
+    assert queued(redis, "notes") == [("crm.timeline.write_note", [2])]
     redis.close()
 
 
