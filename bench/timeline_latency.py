@@ -3,9 +3,8 @@
     .venv/bin/python -m bench.timeline_latency --records 300 --concurrency 2
 
 Real processes on loopback: the Omni API and the CRM API (uvicorn, each on a throw-away
-migrated PostgreSQL database), one CRM Celery worker (``--concurrency`` pool processes,
-queues ``timeline`` and ``webhooks``, so notes compete with the webhooks the same creates
-emit), a private Redis broker. One Omni organization and CRM team, linked, flag on;
+migrated PostgreSQL database), one plain CRM Celery worker (``--concurrency`` pool processes,
+every queue, so notes compete with the webhooks the same creates emit), a private Redis broker. One Omni organization and CRM team, linked, flag on;
 ``--rooms`` rooms with ``--messages`` chat messages each. Then ``--records`` bot deals
 and tickets (alternating, rooms in turn) are created one after the other; after each
 201 the record's timeline is polled every ``--poll-ms`` until the note is there.
@@ -190,7 +189,6 @@ def main(argv: list[str] | None = None) -> int:
                 start_celery_worker(
                     crm_env,
                     log_dir=log_dir,
-                    queues=("timeline", "webhooks"),
                     concurrency=args.concurrency,
                 )
             )

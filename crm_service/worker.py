@@ -329,9 +329,12 @@ def _serve_metrics(**_: Any) -> None:
             extra={"port": port},
         )
     else:
-        # Counts left by an earlier run of this worker would be added to this run's.
+        # Counts left by an earlier run of this worker would be added to this run's. This
+        # process's own files are kept: with the threads or solo pool it counts the
+        # deliveries itself, and its metrics opened their files when they were imported.
         for stale in Path(directory).glob("*.db"):
-            stale.unlink()
+            if not stale.stem.endswith(f"_{os.getpid()}"):
+                stale.unlink()
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped upstream
     start_http_server(port, registry=registry)

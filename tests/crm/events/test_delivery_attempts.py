@@ -17,6 +17,7 @@ from svix.webhooks import Webhook as SvixWebhook
 from crm_service.database import utcnow
 from crm_service.events.delivery import (
     EXCERPT_BYTES,
+    MAX_COUNTDOWN_SECONDS,
     NO_LINK_ERROR,
     DeliveryPolicy,
     Outcome,
@@ -24,6 +25,7 @@ from crm_service.events.delivery import (
 )
 from crm_service.events.models import OutboxEvent
 from crm_service.teams.features import FlagCache
+from crm_service.worker import VISIBILITY_TIMEOUT_SECONDS
 from shared_contracts.signatures import generate_secret
 from tests.contracts.spec import verify_per_spec
 from tests.crm.conftest import TeamHandle, enable_parity
@@ -441,3 +443,40 @@ async def test_the_signing_secret_is_never_logged(
     secret_body = linked_team.webhook_secret.removeprefix("whsec_")
     everything = caplog.text + "".join(str(record.__dict__) for record in caplog.records)
     assert secret_body not in everything
+
+
+async def test_a_retry_due_within_the_countdown_limit_is_sent_as_a_countdown_task(
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    omni: respx.Router,
+    webhook_event: OutboxEvent,
+    flags: FlagCache,
+) -> None:
+    omni.post(WEBHOOK_URL).respond(429, headers={"Retry-After": "120"})
+
+    result = await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
+
+    assert result.dispatch_in == result.retry_in == 120.0
+    row = await outbox_row(sessions, webhook_event.id)
+    assert row.enqueued_at is not None
+
+
+async def test_a_retry_due_past_the_countdown_limit_waits_in_the_outbox_for_the_sweep(
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    omni: respx.Router,
+    webhook_event: OutboxEvent,
+    flags: FlagCache,
+) -> None:
+    """A countdown task longer than the broker's visibility timeout would be delivered
+    twice by Redis; a 3 h retry is parked instead, and the sweep sends it when due."""
+    omni.post(WEBHOOK_URL).respond(503, headers={"Retry-After": "3000"})
+
+    result = await deliver(sessions, webhooks, flags, webhook_event.id, POLICY)
+
+    assert result.outcome is Outcome.RETRY
+    assert result.retry_in is not None and result.retry_in > MAX_COUNTDOWN_SECONDS
+    assert result.dispatch_in is None
+    row = await outbox_row(sessions, webhook_event.id)
+    assert row.enqueued_at is None
+    assert MAX_COUNTDOWN_SECONDS < VISIBILITY_TIMEOUT_SECONDS

@@ -126,3 +126,35 @@ async def test_idempotency_keys_older_than_their_lifetime_are_purged(
     assert purged == 1
     async with sessions() as session:
         assert list(await session.scalars(select(IdempotencyKey.key))) == ["fresh"]
+
+
+async def test_a_parked_retry_is_handed_out_as_soon_as_it_falls_due_and_not_before(
+    client: httpx.AsyncClient, linked_team: LinkedTeam, sessions: Sessions
+) -> None:
+    """A retry too far ahead for a countdown task (``enqueued_at`` NULL after an attempt)
+    is the sweep's to send: at once when due, no grace period, and never early."""
+    await create_record(client, linked_team)
+    webhook, _note = await outbox_rows(sessions)
+    ahead = utcnow() + timedelta(hours=3)
+    await set_row(sessions, webhook.id, attempt_count=6, enqueued_at=None, next_attempt_at=ahead)
+
+    assert await claim_overdue(sessions, kinds=["webhook"], grace=GRACE) == []
+
+    await set_row(sessions, webhook.id, next_attempt_at=utcnow() - timedelta(seconds=1))
+    assert await claim_overdue(sessions, kinds=["webhook"], grace=GRACE) == [
+        (webhook.id, "webhook")
+    ]
+    row = await outbox_row(sessions, webhook.id)
+    assert row.enqueued_at is not None  # handed out: not sent again until overdue
+    assert await claim_overdue(sessions, kinds=["webhook"], grace=GRACE) == []
+
+
+async def test_a_fresh_row_waiting_for_its_first_task_is_not_taken_early(
+    client: httpx.AsyncClient, linked_team: LinkedTeam, sessions: Sessions
+) -> None:
+    """The API hands new rows over itself; the sweep takes them only once overdue."""
+    await create_record(client, linked_team)
+    webhook, _note = await outbox_rows(sessions)
+    await age(sessions, webhook.id, 5)
+
+    assert await claim_overdue(sessions, kinds=["webhook"], grace=GRACE) == []
