@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import redis.exceptions
 from celery import Celery
 from celery.concurrency import ALIASES
 from celery.signals import (
@@ -38,7 +39,8 @@ from celery.signals import (
     worker_process_shutdown,
     worker_shutdown,
 )
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
+from kombu.transport import redis as kombu_redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm_service.database import create_engine, session_factory
@@ -89,13 +91,17 @@ VISIBILITY_TIMEOUT_SECONDS = 3600
 MAX_COUNTDOWN_SECONDS = 600.0
 
 
+def is_redis(broker_url: str) -> bool:
+    return broker_url.startswith(("redis://", "rediss://"))
+
+
 def broker_transport_options(broker_url: str) -> dict[str, Any]:
     """Options for the broker transport. The SQLite broker of the embedded mode gets only
     a busy timeout: kombu hands its transport options to ``create_engine``, the API and
     the worker write the same file, and a local file is not a broker that can be down."""
     if broker_url.startswith("sqla+sqlite:"):
         return {"connect_args": {"timeout": 30}}
-    if not broker_url.startswith(("redis://", "rediss://")):
+    if not is_redis(broker_url):
         return {}
     # Redis re-delivers an unacknowledged message after the visibility timeout. A countdown
     # task is held unacknowledged until it is due, so no countdown may come near this: the
@@ -105,6 +111,30 @@ def broker_transport_options(broker_url: str) -> dict[str, Any]:
         **PUBLISH_FAILOVER,
         **REDIS_SOCKET_OPTIONS,
     }
+
+
+class RedisChannel(kombu_redis.Channel):
+    """kombu's Redis channel, failing with a connection error once its connection is gone.
+
+    After a lost broker connection, Celery 5.7 collects the connection before closing it,
+    and the tasks still running (threads pool) acknowledge their messages afterwards. The
+    stock channel then builds a client from the collected connection and raises
+    ``AttributeError``, which neither the close nor the acknowledgement expects: Celery
+    calls it unrecoverable and the worker exits (seen on every Redis restart under the
+    threads pool). As a connection error, the close is ignored, the lost acknowledgement
+    is logged, and the worker reconnects. Nothing is lost: Redis gives the messages back
+    after the visibility timeout, and the outbox sweep re-sends their rows long before."""
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection is None or self.connection.client is None:
+            raise redis.exceptions.ConnectionError("this broker channel's connection is closed")
+        parent = super()._connparams  # untyped upstream
+        params: dict[str, Any] = parent(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
+        return params
+
+
+class RedisTransport(kombu_redis.Transport):
+    Channel = RedisChannel
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -118,10 +148,15 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         # Declared queues are what a worker without -Q consumes: all of them.
-        task_queues=tuple(Queue(name, Exchange(name), routing_key=name) for name in QUEUES),
+        task_queues=tuple(
+            Queue(name, Exchange(name), routing_key=name)  # type: ignore[no-untyped-call]
+            for name in QUEUES
+        ),
         task_routes={name: {"queue": queue} for name, queue in QUEUE_BY_TASK.items()},
         task_default_queue=WEBHOOKS_QUEUE,
         broker_connection_retry_on_startup=True,
+        # The URL's host and options as given; only the channel class is ours.
+        broker_transport=f"{__name__}:RedisTransport" if is_redis(broker) else None,
         broker_transport_options=broker_transport_options(broker),
         beat_schedule={
             "sweep-outbox": {
@@ -291,13 +326,14 @@ runtime = WorkerRuntime()
 def pool_name(pool: object) -> str:
     """``prefork``, ``threads``, ``solo``, ``gevent``, ``eventlet`` (or the class path) for
     what ``--pool`` resolved to: an alias, a class path or the class itself."""
+    path: str
     if isinstance(pool, str):
-        path = ALIASES.get(pool, pool)
+        path = str(ALIASES.get(pool, pool))
     else:
         path = f"{getattr(pool, '__module__', '')}:{getattr(pool, '__qualname__', pool)}"
     for alias, alias_path in ALIASES.items():
         if path == alias_path:
-            return alias  # "prefork" comes before its old alias "processes"
+            return str(alias)  # "prefork" comes before its old alias "processes"
     return path
 
 
