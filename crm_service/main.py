@@ -17,6 +17,7 @@ from crm_service.errors import install_error_handlers
 from crm_service.events.router import admin_router as deliveries_admin_router
 from crm_service.http import BodySizeLimit
 from crm_service.logs import configure_logging
+from crm_service.pages.router import router as pages_router
 from crm_service.pipelines.router import router as pipelines_router
 from crm_service.settings import Settings, get_settings
 from crm_service.teams.features import build_flag_cache
@@ -24,6 +25,7 @@ from crm_service.teams.router import admin_router as teams_admin_router
 from crm_service.teams.router import token_router
 from crm_service.tickets.router import router as tickets_router
 from crm_service.timeline.router import router as timeline_router
+from service_kit.pages import KIT_STATIC_PATH, kit_static_files
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -65,8 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         deals_router,
         tickets_router,
         timeline_router,
+        pages_router,
     ):
         app.include_router(router)
+    app.mount(KIT_STATIC_PATH, kit_static_files(), name="kit-static")
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

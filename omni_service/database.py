@@ -21,6 +21,7 @@ from service_kit.database import (
     UTCDateTime,
     create_engine,
     insert_ignoring_conflict,
+    run_after_commit,
     session_factory,
     utcnow,
 )
@@ -51,6 +52,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+        await run_after_commit(session)
 
 
 # ``scope="function"`` runs the commit before the response is sent; FastAPI's default

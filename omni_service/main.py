@@ -10,11 +10,16 @@ from fastapi import FastAPI
 from omni_service import health, metrics
 from omni_service.database import create_engine, session_factory
 from omni_service.errors import install_error_handlers
+from omni_service.inbox.router import INBOX_STATIC_PATH, inbox_static_files
+from omni_service.inbox.router import router as inbox_router
 from omni_service.organizations.router import router as organizations_router
+from omni_service.previews.changes import ChangeFeed
 from omni_service.previews.router import router as previews_router
+from omni_service.previews.stream import router as preview_stream_router
 from omni_service.receiver.router import router as receiver_router
 from omni_service.rooms.router import router as rooms_router
 from omni_service.settings import Settings, get_settings
+from service_kit.pages import KIT_STATIC_PATH, kit_static_files
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -31,13 +36,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings.database_url, pool_pre_ping=False, pool_recycle=1800)
         app.state.engine = engine
         app.state.session_factory = session_factory(engine)
+        app.state.change_feed.start()
         try:
             yield
         finally:
+            await app.state.change_feed.close()
             await engine.dispose()
 
     app = FastAPI(title="Omni (chat inbox)", version="1.0.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.change_feed = ChangeFeed(settings.database_url)
     install_error_handlers(app)
     for router in (
         health.router,
@@ -45,9 +53,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         organizations_router,
         receiver_router,
         previews_router,
+        preview_stream_router,
         rooms_router,
+        inbox_router,
     ):
         app.include_router(router)
+    app.mount(KIT_STATIC_PATH, kit_static_files(), name="kit-static")
+    app.mount(INBOX_STATIC_PATH, inbox_static_files(), name="inbox-static")
     return app
 
 

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     # After a secret rotation the previous secret keeps verifying for this long, so events
     # the CRM signed (or is retrying) with the old secret are not lost.
     secret_rotation_grace_seconds: int = Field(default=24 * 3600, ge=0)
+    # The preview stream sends a heartbeat (and re-reads the preview) this often.
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
 
 
 @lru_cache

@@ -22,6 +22,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header
 from sqlalchemy import Select, and_, bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_service.database import utcnow
 from crm_service.dependencies import SessionDep, SettingsDep
@@ -92,7 +93,11 @@ async def current_caller(
     session: SessionDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Caller:
-    token = bearer_token(authorization)
+    return await caller_for_token(session, bearer_token(authorization))
+
+
+async def caller_for_token(session: AsyncSession, token: str) -> Caller:
+    """The caller a company token names (the API's bearer header, the pages' cookie)."""
     row = (await session.execute(CALLER_QUERY, {"token_hash": digest(token)})).first()
     if row is None:
         raise Unauthorized("invalid company token")

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Response, status
 
 from omni_service.database import SessionDep
+from omni_service.inbox.auth import ReadingOrganization
 from omni_service.metrics import DEAL_PREVIEW_DISPLAYED
-from omni_service.organizations.dependencies import CurrentOrganization
 from omni_service.previews import caching, service
 from omni_service.previews.schemas import RoomPreview
 from omni_service.rooms.models import ROOM_ID_MAX_LENGTH
@@ -23,7 +23,7 @@ router = APIRouter(tags=["previews"])
 )
 async def room_preview(
     room_id: Annotated[str, Path(min_length=1, max_length=ROOM_ID_MAX_LENGTH)],
-    organization: CurrentOrganization,
+    organization: ReadingOrganization,
     session: SessionDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -33,8 +33,8 @@ async def room_preview(
     headers = {
         "ETag": etag,
         "Cache-Control": caching.POLL_CACHE_CONTROL,
-        # The body depends on who asks, not only on the URL.
-        "Vary": "Authorization",
+        # The body depends on who asks (token or the inbox page's cookie), not only the URL.
+        "Vary": "Authorization, Cookie",
     }
     if preview.deal is not None:
         DEAL_PREVIEW_DISPLAYED.inc()

@@ -48,7 +48,12 @@ async def receive_crm_event(
 ) -> Receipt:
     try:
         outcome = await service.receive(
-            session, body, request.headers, settings=settings, now=utcnow()
+            session,
+            body,
+            request.headers,
+            settings=settings,
+            now=utcnow(),
+            changes=request.app.state.change_feed,
         )
     except DomainError:
         RECEIVED_EVENTS.labels(outcome="rejected").inc()

@@ -22,6 +22,7 @@ from omni_service.errors import BadRequest, NotFound, Unauthorized, Unprocessabl
 from omni_service.organizations import service as organizations_service
 from omni_service.organizations.models import Organization
 from omni_service.previews import service as previews_service
+from omni_service.previews.changes import ChangeFeed
 from omni_service.previews.service import RecordDelete, RecordState
 from omni_service.receiver.models import WEBHOOK_ID_MAX_LENGTH, Outcome, ReceivedEvent
 from omni_service.settings import Settings
@@ -38,6 +39,7 @@ async def receive(
     *,
     settings: Settings,
     now: datetime,
+    changes: ChangeFeed | None = None,
 ) -> Outcome:
     webhook_id = _check_signature_headers(headers, now, settings.webhook_tolerance_seconds)
     document = _json_object(body)
@@ -70,6 +72,8 @@ async def receive(
     kind, _action = split_event_type(event_type)
     changed = await previews_service.apply_event(session, organization.id, kind, data, now=now)
     if changed:
+        if changes is not None:
+            await changes.announce(session, organization.id, data.channel_integration_room_id)
         return Outcome.APPLIED
     await session.execute(
         update(ReceivedEvent)

@@ -1,0 +1,1 @@
+"""The inbox pages: sign-in and the room sidebar with its live deal and ticket cards."""
