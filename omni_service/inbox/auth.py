@@ -24,12 +24,12 @@ COOKIES = SessionCookies("omni")
 async def reading_organization(
     request: Request, session: SessionDep, authorization: Annotated[str | None, Header()] = None
 ) -> Organization:
-    if authorization is not None:
-        return await current_organization(session, authorization)
     token = COOKIES.token(request)
-    organization = await service.by_token(session, token) if token else None
+    if authorization is not None or token is None:
+        return await current_organization(session, authorization)
+    organization = await service.by_token(session, token)
     if organization is None:
-        raise Unauthorized("missing bearer token or session")
+        raise Unauthorized("invalid session; sign in again")
     return organization
 
 

@@ -65,7 +65,7 @@ async def test_preview_carries_a_strong_etag_and_must_be_revalidated(
 
     assert response.headers["etag"].startswith('"')
     assert response.headers["cache-control"] == "private, no-cache"
-    assert response.headers["vary"] == "Authorization"
+    assert response.headers["vary"] == "Authorization, Cookie"
 
 
 async def test_matching_if_none_match_answers_304_without_body(
