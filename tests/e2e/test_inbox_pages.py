@@ -155,6 +155,12 @@ def test_the_card_opens_the_crm_page_which_shows_bot_the_excerpt_and_links_back_
     tenant = stack.tenant()
     room_id = room()
     stack.chat(tenant, room_id, *CHAT)
+    contact = stack.crm(
+        "POST",
+        "/api/v3.1/contacts",
+        tenant,
+        json={"first_name": "Budi", "last_name": "Santoso", "phone": "0812-3456-7890"},
+    )
     page = open_room(context, stack, tenant, room_id)
     deal = stack.crm(
         "POST",
@@ -164,6 +170,7 @@ def test_the_card_opens_the_crm_page_which_shows_bot_the_excerpt_and_links_back_
             "name": "Bandung order",
             "channel_integration_room_id": room_id,
             "creator_flag": "bot",
+            "contact_id": contact["id"],
         },
     )
     link = deal_card(page).get_by_role("link", name="Bandung order")
@@ -188,6 +195,7 @@ def test_the_card_opens_the_crm_page_which_shows_bot_the_excerpt_and_links_back_
     playwright_sync.expect(crm_page.locator('[data-field="excerpt"]')).to_contain_text(
         "saya mau pesan 20 unit"
     )
+    playwright_sync.expect(crm_page.locator("[data-contacts]")).to_contain_text("Budi Santoso")
     shot(crm_page, "05-crm-deal-page")
 
     with context.expect_page() as back:
