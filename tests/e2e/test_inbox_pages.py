@@ -148,6 +148,30 @@ def test_a_bot_deal_shows_live_a_stage_change_follows_and_the_delete_brings_the_
     playwright_sync.expect(card).to_be_hidden()
     shot(page, "04-room-deal-deleted")
 
+    ticket = stack.crm(
+        "POST",
+        "/api/v3.1/tickets",
+        tenant,
+        json={
+            "name": "Delivery to Bandung",
+            "priority": "high",
+            "channel_integration_room_id": room_id,
+            "creator_flag": "agentic_ai",
+        },
+    )
+    ticket_card = page.locator('[data-card="ticket"]')
+    playwright_sync.expect(ticket_card).to_be_visible(timeout=LIVE_MS)
+    playwright_sync.expect(ticket_card.locator('[data-field="unique_ticket_id"]')).to_have_text(
+        ticket["unique_ticket_id"]
+    )
+    playwright_sync.expect(ticket_card.locator('[data-field="priority"]')).to_have_text("high")
+    playwright_sync.expect(ticket_card.locator('[data-field="creator"]')).to_have_text("AI")
+    link = ticket_card.get_by_role("link", name="Delivery to Bandung")
+    assert link.get_attribute("href") == ticket["external_url"]
+    assert link.get_attribute("target") == "_blank"
+    playwright_sync.expect(page.get_by_role("button", name="Create Ticket")).to_be_hidden()
+    shot(page, "04b-room-ticket-card")
+
 
 def test_the_card_opens_the_crm_page_which_shows_bot_the_excerpt_and_links_back_to_the_room(
     stack: PagesStack, context: Any
@@ -248,8 +272,9 @@ def test_a_wrong_token_shows_the_forms_error_on_both_services(
     page = context.new_page()
     for url in (f"{stack.omni.url}/inbox/rooms/any", f"{stack.crm_url}/deals/1"):
         page.goto(url)
-        page.get_by_label("Token").fill("not-a-token")
-        page.get_by_role("button", name="Sign in").click()
+        # Keyboard only: the field has focus on load, Enter submits.
+        page.keyboard.type("not-a-token")
+        page.keyboard.press("Enter")
         playwright_sync.expect(page.get_by_role("alert")).to_contain_text("not valid")
         assert page.get_by_label("Token").get_attribute("type") == "password"
         assert "not-a-token" not in page.url
