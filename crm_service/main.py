@@ -14,6 +14,7 @@ from crm_service.contacts.router import router as contacts_router
 from crm_service.database import create_engine, session_factory
 from crm_service.deals.router import router as deals_router
 from crm_service.errors import install_error_handlers
+from crm_service.events.catalog import install_event_catalog
 from crm_service.events.router import admin_router as deliveries_admin_router
 from crm_service.http import BodySizeLimit
 from crm_service.logs import configure_logging
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     app.mount(KIT_STATIC_PATH, kit_static_files(), name="kit-static")
+    install_event_catalog(app)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
