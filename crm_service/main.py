@@ -17,7 +17,7 @@ from crm_service.errors import install_error_handlers
 from crm_service.events.catalog import install_event_catalog
 from crm_service.events.router import admin_router as deliveries_admin_router
 from crm_service.http import BodySizeLimit
-from crm_service.logs import configure_logging
+from crm_service.logs import configure_logging, install_request_ids
 from crm_service.pages.router import router as pages_router
 from crm_service.pipelines.router import router as pipelines_router
 from crm_service.settings import Settings, get_settings
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
+    install_request_ids(app)  # outermost: every line of a request carries its id
     for router in (
         teams_admin_router,
         deliveries_admin_router,

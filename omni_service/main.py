@@ -19,11 +19,13 @@ from omni_service.previews.stream import router as preview_stream_router
 from omni_service.receiver.router import router as receiver_router
 from omni_service.rooms.router import router as rooms_router
 from omni_service.settings import Settings, get_settings
+from service_kit.logs import configure_logging, install_request_ids
 from service_kit.pages import KIT_STATIC_PATH, kit_static_files
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.change_feed = ChangeFeed(settings.database_url)
     install_error_handlers(app)
+    install_request_ids(app)  # outermost: every line of a request carries its id
     for router in (
         health.router,
         metrics.router,

@@ -10,6 +10,7 @@ messages and a link back to the room (history read from Omni's message API).
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import CrmStack, Pool, Team, crm_env, run_crm
+from tests.e2e.conftest import ADMIN_KEY, CrmStack, Pool, Team, crm_env, run_crm
 from tests.support.databases import database_from
 from tests.support.processes import (
     RedisServer,
@@ -221,3 +222,79 @@ def test_another_team_cannot_read_the_notes_timeline(crm: CrmStack, omni: Omni) 
     )
 
     assert response.status_code == 404
+
+
+def log_lines(*processes: ServiceProcess) -> list[dict[str, Any]]:
+    """Every line of every process log as JSON (the test fails on a line that is not),
+    but for Celery's start-up banner and the root-user warning, which Celery prints
+    before any logging is configured."""
+    entries: list[dict[str, Any]] = []
+    for process in processes:
+        text = process.log_text()
+        for line in text.splitlines():
+            if not line.startswith("{"):
+                continue
+            entries.append(json.loads(line))
+        others = [line for line in text.splitlines() if line and not line.startswith("{")]
+        if "celery" not in " ".join(process.command):
+            assert others == [], (process.name, others[:5])
+    return entries
+
+
+def test_every_log_line_is_json_with_request_ids_and_no_secret(crm: CrmStack, omni: Omni) -> None:
+    linked = link_team(crm, omni)
+    room = room_id()
+    chat(omni, linked, room, *CHAT)
+    request_id = f"req-{uuid.uuid4().hex[:8]}"
+    created = crm.http.post(
+        "/api/v3.1/deals",
+        json={"name": "logged deal", "channel_integration_room_id": room, "creator_flag": "bot"},
+        headers={**linked.team.auth, "X-Request-ID": request_id},
+    )
+    assert created.status_code == 201, created.text
+    assert created.headers["x-request-id"] == request_id
+    generated = crm.http.get("/healthz").headers["x-request-id"]
+    assert generated and generated != request_id
+    forged = crm.http.get("/healthz", headers={"X-Request-ID": 'x" injected'})
+    assert forged.headers["x-request-id"] != 'x" injected'
+    deal = created.json()
+    wait_for_note(crm, linked.team, "deals", deal["id"])
+    wait_for_preview(omni, linked, room, lambda body: body["deal"] is not None, crm)
+    [delivery] = crm.deliveries(linked.team)
+    rejected = omni.http.post(
+        "/webhooks/crm",
+        content=b'{"type":"qontak.crm.deal.create"}',
+        headers={"webhook-id": "msg_forged", "webhook-timestamp": "1", "webhook-signature": "v1,x"},
+    )
+    assert rejected.status_code in (400, 401)
+
+    def logged() -> list[dict[str, Any]]:
+        entries = log_lines(crm.api, omni.process, *(p for p in (crm.worker, crm.beat) if p))
+        seen = {
+            entry.get("webhook_id")
+            for entry in entries
+            if entry.get("record_id") == deal["id"] or entry.get("webhook_id")
+        }
+        return entries if delivery["webhook_id"] in seen else []
+
+    entries = wait_until(logged, timeout=TIMEOUT, message=crm.logs)
+    requests = [entry for entry in entries if entry.get("request_id") == request_id]
+    assert any(entry["logger"] == "uvicorn.access" for entry in requests), requests
+    assert all(entry["logger"] != "uvicorn.access" or "request_id" in entry for entry in entries)
+    delivery_lines = [e for e in entries if e.get("webhook_id") == delivery["webhook_id"]]
+    assert {e.get("record_id") for e in delivery_lines if "record_id" in e} == {deal["id"]}
+    secrets = {
+        linked.team.webhook_secret,
+        linked.team.webhook_secret.removeprefix("whsec_"),
+        linked.team.access_token,
+        linked.omni_auth["Authorization"].removeprefix("Bearer "),
+        ADMIN_KEY,
+        OMNI_ADMIN_KEY,
+    }
+    everything = "\n".join(
+        process.log_text()
+        for process in (crm.api, omni.process, crm.worker, crm.beat)
+        if process is not None
+    )
+    leaked = [secret[:6] + "…" for secret in secrets if secret in everything]
+    assert leaked == []

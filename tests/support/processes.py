@@ -200,8 +200,6 @@ def start_uvicorn(
             "127.0.0.1",
             "--port",
             str(port),
-            "--log-level",
-            "warning",
         ],
         env,
         log_dir / f"{name}.log",
