@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from crm_service.contacts.router import router as contacts_router
@@ -18,6 +17,7 @@ from crm_service.events.catalog import install_event_catalog
 from crm_service.events.router import admin_router as deliveries_admin_router
 from crm_service.http import BodySizeLimit
 from crm_service.logs import configure_logging, install_request_ids
+from crm_service.metrics import API_REGISTRY, WORKER_METRIC_NAMES
 from crm_service.pages.router import router as pages_router
 from crm_service.pipelines.router import router as pipelines_router
 from crm_service.settings import Settings, get_settings
@@ -26,6 +26,7 @@ from crm_service.teams.router import admin_router as teams_admin_router
 from crm_service.teams.router import token_router
 from crm_service.tickets.router import router as tickets_router
 from crm_service.timeline.router import router as timeline_router
+from service_kit.metrics import exposition, install_http_metrics
 from service_kit.pages import KIT_STATIC_PATH, kit_static_files
 
 
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
+    install_http_metrics(app, API_REGISTRY)
     install_request_ids(app)  # outermost: every line of a request carries its id
     for router in (
         teams_admin_router,
@@ -92,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return exposition(API_REGISTRY, excluded=WORKER_METRIC_NAMES)
 
     return app
 

@@ -354,11 +354,13 @@ def _serve_metrics(**_: Any) -> None:
     port = get_settings().worker_metrics_port
     if port is None:
         return
-    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
+    from crm_service.metrics import WORKER_REGISTRY
+
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    registry = REGISTRY
+    registry = WORKER_REGISTRY
     if directory is None:
         log.warning(
             "worker metrics without PROMETHEUS_MULTIPROC_DIR show the main process only",

@@ -20,6 +20,7 @@ from omni_service.receiver.router import router as receiver_router
 from omni_service.rooms.router import router as rooms_router
 from omni_service.settings import Settings, get_settings
 from service_kit.logs import configure_logging, install_request_ids
+from service_kit.metrics import install_http_metrics
 from service_kit.pages import KIT_STATIC_PATH, kit_static_files
 
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.change_feed = ChangeFeed(settings.database_url)
     install_error_handlers(app)
+    install_http_metrics(app, metrics.REGISTRY)
     install_request_ids(app)  # outermost: every line of a request carries its id
     for router in (
         health.router,

@@ -8,14 +8,9 @@ be created in one process without "duplicated timeseries" errors.
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    PlatformCollector,
-    ProcessCollector,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, PlatformCollector, ProcessCollector
+
+from service_kit.metrics import exposition
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
@@ -38,4 +33,4 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics() -> Response:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return exposition(REGISTRY)

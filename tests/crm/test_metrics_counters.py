@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from prometheus_client import REGISTRY
 
+from crm_service.metrics import API_REGISTRY as REGISTRY
 from tests.crm.conftest import TeamHandle, create_record
 
 COUNTERS = ("bot_deal_created", "ai_deal_created", "bot_ticket_created", "ai_ticket_created")

@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_service.database import create_engine, session_factory, utcnow
 from crm_service.events.delivery import DeliveryPolicy
 from crm_service.events.models import DeliveryAttempt, OutboxEvent
+from crm_service.metrics import WORKER_REGISTRY as REGISTRY
 from crm_service.settings import Settings
 from crm_service.teams.features import FlagCache, build_flag_cache
 from shared_contracts.signatures import generate_secret

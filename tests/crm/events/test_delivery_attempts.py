@@ -10,7 +10,6 @@ from datetime import timedelta
 import httpx
 import pytest
 import respx
-from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from svix.webhooks import Webhook as SvixWebhook
 
@@ -24,6 +23,7 @@ from crm_service.events.delivery import (
     deliver,
 )
 from crm_service.events.models import OutboxEvent
+from crm_service.metrics import WORKER_REGISTRY as REGISTRY
 from crm_service.teams.features import FlagCache
 from crm_service.worker import VISIBILITY_TIMEOUT_SECONDS
 from shared_contracts.signatures import generate_secret
