@@ -10,16 +10,18 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from rich.console import Console
 
 from shared_contracts.signatures import generate_secret
 
@@ -28,27 +30,63 @@ ROOT = Path(__file__).resolve().parent.parent
 ROOM = "room-42"
 CRM_ADMIN_KEY = os.environ.get("CRM_ADMIN_KEY", "dev-crm-admin-key")
 OMNI_ADMIN_KEY = os.environ.get("OMNI_ADMIN_KEY", "dev-omni-admin-key")
+console = Console(highlight=False, soft_wrap=True)
+
+
+class DemoError(Exception):
+    """Why the demo cannot run (a busy port, a child that died); one line for the operator."""
+
+
+class _Stop(BaseException):
+    """Raised by the SIGTERM / SIGHUP handler, so the children are stopped on the way out."""
 
 
 def say(step: str, detail: str = "") -> None:
-    print(f"\n==> {step}", flush=True)
+    console.print(f"\n[bold cyan]==>[/] [bold]{step}[/]", markup=True)
     if detail:
-        print(f"    {detail}", flush=True)
+        console.print(f"    {detail}", markup=False)
+
+
+def check_ports_free(ports: dict[str, int]) -> None:
+    """Fail at once, in one line, when a port is taken (instead of a long wait on /readyz
+    that the other process answers, or not)."""
+    for name, port in ports.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                raise DemoError(
+                    f"port {port} ({name}) is already in use; stop what holds it or pass "
+                    f"--{name.split()[0]}-port"
+                ) from None
 
 
 def wait_for(
     probe: Callable[[], T | None], what: str, timeout: float = 60.0, interval: float = 0.2
 ) -> T:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = probe()
-        except httpx.HTTPError:
-            value = None
-        if value is not None:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"gave up waiting for {what} after {timeout:.0f}s")
+    with console.status(f"waiting for {what}…"):
+        while time.monotonic() < deadline:
+            _check_children()
+            try:
+                value = probe()
+            except httpx.HTTPError:
+                value = None
+            if value is not None:
+                return value
+            time.sleep(interval)
+    raise DemoError(f"gave up waiting for {what} after {timeout:.0f}s")
+
+
+_children: dict[str, subprocess.Popen[bytes]] = {}
+
+
+def _check_children() -> None:
+    for name, process in _children.items():
+        if process.poll() is not None:
+            raise DemoError(
+                f"{name} exited with code {process.returncode}; see its log in the data dir"
+            )
 
 
 def demo_environment(data_dir: Path, crm_port: int, omni_port: int) -> dict[str, str]:
@@ -78,43 +116,78 @@ def services(data_dir: Path, env: dict[str, str], crm_port: int, omni_port: int)
                     "--host", "127.0.0.1", "--port", str(crm_port)],
         "crm-worker": [sys.executable, "-m", "celery", "-A", "crm_service.worker:celery_app",
                        "worker", "--beat", "--schedule", str(data_dir / "beat-schedule"),
-                       "--queues", "webhooks,timeline,maintenance", "--concurrency", "2",
+                       "--concurrency", "2",
                        "--loglevel", "INFO"],
     }  # fmt: skip
-    processes: dict[str, subprocess.Popen[bytes]] = {}
+    processes = _children
+    processes.clear()
     try:
         for name, command in commands.items():
             log = (logs / f"{name}.log").open("wb")
+            # Each child leads its own process group, so stopping it reaches its own
+            # children too (the worker's pool processes).
             processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
-                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
+                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
         say("Started", ", ".join(f"{name} (pid {p.pid})" for name, p in processes.items()))
-        print(f"    logs in {logs}", flush=True)
+        console.print(f"    logs in {logs}", markup=False)
         yield
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        _stop_children(processes)
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
+
+
+def _stop_children(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    for process in processes.values():
+        _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for process in processes.values():
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
 
 
 def run_demo(*, crm_port: int, omni_port: int, exit_after: bool, data_dir: Path) -> int:
+    """The demo; SIGTERM, SIGHUP and Ctrl-C stop every child before it returns."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise _Stop(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return _run_demo(
+            crm_port=crm_port, omni_port=omni_port, exit_after=exit_after, data_dir=data_dir
+        )
+    except (_Stop, KeyboardInterrupt):
+        say("Stopped", "every child process is gone")
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_demo(*, crm_port: int, omni_port: int, exit_after: bool, data_dir: Path) -> int:
+    if crm_port == omni_port:
+        raise DemoError(f"--crm-port and --omni-port are both {crm_port}")
+    check_ports_free({"crm API": crm_port, "omni API": omni_port})
     data_dir = data_dir.resolve()
     if data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True)
     env = demo_environment(data_dir, crm_port, omni_port)
 
+    from crm_service.cli import migrate
+
     say("Migrating", f"SQLite databases in {data_dir}")
-    for section, url in (("crm", env["CRM_DATABASE_URL"]), ("omni", env["OMNI_DATABASE_URL"])):
-        subprocess.run(  # noqa: S603 - our own interpreter and alembic
-            [sys.executable, "-m", "alembic", "-n", section, "-x", f"url={url}", "upgrade", "head"],
-            cwd=ROOT, env=env, check=True, capture_output=True,
-        )  # fmt: skip
+    with console.status("running the migrations…"):
+        for section in ("crm", "omni"):
+            migrate(section, env[f"{section.upper()}_DATABASE_URL"])
 
     crm_url = f"http://127.0.0.1:{crm_port}"
     omni_url = f"http://127.0.0.1:{omni_port}"
@@ -140,12 +213,9 @@ def run_demo(*, crm_port: int, omni_port: int, exit_after: bool, data_dir: Path)
             "The system is running",
             f"CRM API {crm_url}/docs · Omni API {omni_url}/docs — Ctrl-C to stop",
         )
-        try:
-            while True:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            say("Stopping")
-    return 0
+        while True:
+            time.sleep(1)
+            _check_children()
 
 
 def _is_ready(http: httpx.Client, url: str) -> bool | None:
