@@ -75,13 +75,9 @@ class CliError(Exception):
 
 
 def migrate(section: str, url: str | None = None) -> None:
-    from alembic import command
-    from alembic.config import Config
+    from service_kit.migrate import upgrade
 
-    config = Config(str(ROOT / "alembic.ini"), ini_section=section)
-    if url:
-        config.set_main_option("sqlalchemy.url", url)
-    command.upgrade(config, "head")
+    upgrade(section, url)
 
 
 def _in_transaction(url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -127,6 +123,8 @@ def _secret(env_name: str, prompt: str) -> str:
     value = os.environ.get(env_name)
     if value:
         return value
+    if not sys.stdin.isatty():
+        raise CliError(f"no {prompt.lower()}: set {env_name} (stdin is not a terminal to prompt)")
     try:
         entered: str = typer.prompt(prompt, hide_input=True)
     except click.Abort:
@@ -276,7 +274,7 @@ def teams_list(as_json: JsonOption = False) -> None:
                 "omni_base_url": link.base_url if link else None,
                 "flags_on": sorted(enabled.get(team.id, [])),
             }
-            for team, link in teams.tuples()
+            for team, link in teams.all()
         ]
 
     rows = _crm(work)

@@ -11,13 +11,12 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import psycopg2
 from alembic import command
-from alembic.config import Config
 
-ROOT = Path(__file__).resolve().parents[2]
+from service_kit.migrate import alembic_config
+
 POSTGRES_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -33,10 +32,7 @@ def async_url(database: str) -> str:
 
 
 def migrate(section: str, url: str) -> None:
-    config = Config(str(ROOT / "alembic.ini"), ini_section=section)
-    config.set_main_option("sqlalchemy.url", url)
-    config.attributes["configure_logger"] = False
-    command.upgrade(config, "head")
+    command.upgrade(alembic_config(section, url), "head")
 
 
 def create_template(section: str) -> str:
