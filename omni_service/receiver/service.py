@@ -1,14 +1,17 @@
 """The CRM webhook receiver (DESIGN.md §4, §7).
 
 Checks run cheapest and least revealing first: signature headers and timestamp (401)
-before anything is looked up, then the body's company (404), the signature with that
-organization's secrets (401), the event type (400) and its payload (422). Only then is
-the webhook id claimed and the event applied, in one transaction.
+before anything is looked up, then the body's company and the signature with that
+organization's secrets (401 either way, with one body: an unauthenticated caller cannot
+tell which company ids exist; the reason is logged), the event type (400) and its
+payload (422). Only then is the webhook id claimed and the event applied, in one
+transaction.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +21,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omni_service.database import insert_ignoring_conflict
-from omni_service.errors import BadRequest, NotFound, Unauthorized, Unprocessable
+from omni_service.errors import BadRequest, Unauthorized, Unprocessable
 from omni_service.organizations import service as organizations_service
 from omni_service.organizations.models import Organization
 from omni_service.previews import service as previews_service
@@ -30,6 +33,9 @@ from shared_contracts.events import EventEnvelope, EventType, split_event_type
 from shared_contracts.signatures import SignatureError, verify
 
 SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+INVALID_SIGNATURE = "invalid webhook signature"
+
+logger = logging.getLogger(__name__)
 
 
 async def receive(
@@ -115,7 +121,9 @@ async def _organization_of(session: AsyncSession, document: dict[str, Any]) -> O
         raise BadRequest("data.company_id is missing")
     organization = await organizations_service.by_company_id(session, company_id)
     if organization is None:
-        raise NotFound("unknown company")
+        # Answered exactly like a bad signature, so company ids cannot be probed.
+        logger.warning("webhook refused: unknown company %r", company_id)
+        raise Unauthorized(INVALID_SIGNATURE)
     return organization
 
 
@@ -127,7 +135,7 @@ def _verify_signature(body: bytes, headers: Mapping[str, str], secrets: list[str
         except SignatureError:
             continue
         return
-    raise Unauthorized("invalid webhook signature")
+    raise Unauthorized(INVALID_SIGNATURE)
 
 
 def _event_type(document: dict[str, Any]) -> EventType:

@@ -161,15 +161,24 @@ async def test_previous_secret_is_refused_after_grace_period(
     assert response.status_code == 401
 
 
-async def test_unknown_company_is_not_found(client: httpx.AsyncClient) -> None:
-    body, headers = signed_request(
+async def test_an_unknown_company_answers_exactly_like_a_bad_signature(
+    client: httpx.AsyncClient, org: OrgHandle
+) -> None:
+    unknown = signed_request(
         EventType.DEAL_CREATE, deal(1, company_id="nobody"), [generate_secret()]
     )
+    forged = signed_request(
+        EventType.DEAL_CREATE, deal(1, company_id=org.company_id), [generate_secret()]
+    )
 
-    response = await client.post("/webhooks/crm", content=body, headers=headers)
+    answers = [
+        await client.post("/webhooks/crm", content=body, headers=headers)
+        for body, headers in (unknown, forged)
+    ]
 
-    assert response.status_code == 404
-    assert response.json() == {"detail": "unknown company"}
+    assert [answer.status_code for answer in answers] == [401, 401]
+    assert answers[0].json() == answers[1].json() == {"detail": "invalid webhook signature"}
+    assert answers[0].headers.get("www-authenticate") == answers[1].headers.get("www-authenticate")
 
 
 async def test_unknown_event_type_is_a_bad_request(
