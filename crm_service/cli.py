@@ -23,7 +23,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
@@ -32,13 +31,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# Typer ships its own copy of click; its errors are these classes, not click's.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
 from crm_service.database import create_engine, run_after_commit, session_factory
 from crm_service.events.dispatch import pending_outbox_ids
 from crm_service.settings import get_settings
 from service_kit.errors import DomainError
 
 T = TypeVar("T")
-ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK_SECRET_ENV = "CRM_PARITY_WEBHOOK_SECRET"  # noqa: S105 - a variable name
 API_TOKEN_ENV = "CRM_PARITY_OMNI_API_TOKEN"  # noqa: S105 - a variable name
 DEBUG_ENV = "CRM_PARITY_DEBUG"
@@ -127,7 +128,7 @@ def _secret(env_name: str, prompt: str) -> str:
         raise CliError(f"no {prompt.lower()}: set {env_name} (stdin is not a terminal to prompt)")
     try:
         entered: str = typer.prompt(prompt, hide_input=True)
-    except click.Abort:
+    except typer.Abort:
         raise CliError(f"no {prompt.lower()}: set {env_name} or enter it at the prompt") from None
     return entered
 
@@ -663,16 +664,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             prog_name="crm-parity",
             standalone_mode=False,
         )
-    except click.exceptions.Exit as done:
+    except typer.Exit as done:
         return int(done.exit_code)
-    except click.Abort:
+    except typer.Abort:
         err.print("error: aborted")
         return 1
-    except click.UsageError as error:
+    except NoArgsIsHelpError as error:
+        error.show()
+        return 2
+    except UsageError as error:
         hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
         err.print(f"error: {error.format_message()}{hint}", markup=False)
         return 2
-    except click.ClickException as error:
+    except ClickException as error:
         err.print(f"error: {error.format_message()}", markup=False)
         return 1
     except Exception as error:
