@@ -27,11 +27,26 @@ from crm_service.teams.router import token_router
 from crm_service.tickets.router import router as tickets_router
 from crm_service.timeline.router import router as timeline_router
 from service_kit.metrics import exposition, install_http_metrics
+from service_kit.openapi import install_error_docs
 from service_kit.pages import KIT_STATIC_PATH, kit_static_files
+from service_kit.production import refuse_development_secrets
+
+# Operations that can answer 409: an Idempotency-Key still in flight, a team that exists,
+# a replay of an event that is still pending.
+CONFLICTS = (
+    ("POST", "/api/v3.1/deals"),
+    ("POST", "/api/v3.1/tickets"),
+    ("POST", "/admin/teams"),
+    ("POST", "/admin/deliveries/{delivery_id}/replay"),
+)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    refuse_development_secrets(
+        settings.database_url,
+        {"CRM_ADMIN_KEY": (settings.admin_key, Settings.model_fields["admin_key"].default)},
+    )
     configure_logging()
 
     @asynccontextmanager
@@ -76,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.mount(KIT_STATIC_PATH, kit_static_files(), name="kit-static")
     install_event_catalog(app)
+    install_error_docs(app, conflicts=CONFLICTS)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -16,16 +16,23 @@ from omni_service.organizations.router import router as organizations_router
 from omni_service.previews.changes import ChangeFeed
 from omni_service.previews.router import router as previews_router
 from omni_service.previews.stream import router as preview_stream_router
+from omni_service.receiver.docs import install_webhook_docs
 from omni_service.receiver.router import router as receiver_router
 from omni_service.rooms.router import router as rooms_router
 from omni_service.settings import Settings, get_settings
 from service_kit.logs import configure_logging, install_request_ids
 from service_kit.metrics import install_http_metrics
+from service_kit.openapi import install_error_docs
 from service_kit.pages import KIT_STATIC_PATH, kit_static_files
+from service_kit.production import refuse_development_secrets
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    refuse_development_secrets(
+        settings.database_url,
+        {"OMNI_ADMIN_KEY": (settings.admin_key, Settings.model_fields["admin_key"].default)},
+    )
     configure_logging()
 
     @asynccontextmanager
@@ -65,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.mount(KIT_STATIC_PATH, kit_static_files(), name="kit-static")
     app.mount(INBOX_STATIC_PATH, inbox_static_files(), name="inbox-static")
+    install_webhook_docs(app)
+    install_error_docs(app, conflicts=[("POST", "/admin/organizations")])
     return app
 
 

@@ -52,13 +52,13 @@ EVENT_MODELS: dict[EventType, type[BaseModel]] = {
 }
 
 
-def events_json_schema() -> dict[str, Any]:
+def events_json_schema(ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
     """A JSON Schema (2020-12) that a webhook body matches iff it is one of the six
     events, by its ``type``; the definitions of every envelope and payload under
-    ``$defs``."""
+    ``$defs`` (an OpenAPI document moves them to its components with ``ref_template``)."""
     _, document = models_json_schema(
         [(model, "serialization") for model in EVENT_MODELS.values()],
-        ref_template="#/$defs/{model}",
+        ref_template=ref_template,
     )
     definitions = document.get("$defs", {})
     return {
@@ -67,6 +67,8 @@ def events_json_schema() -> dict[str, Any]:
         "title": "CRM parity webhook events",
         "description": "Bodies of POST {base_url}/webhooks/crm, signed per Standard "
         "Webhooks (webhook-id, webhook-timestamp, webhook-signature headers).",
-        "oneOf": [{"$ref": f"#/$defs/{model.__name__}"} for model in EVENT_MODELS.values()],
+        "oneOf": [
+            {"$ref": ref_template.format(model=model.__name__)} for model in EVENT_MODELS.values()
+        ],
         "$defs": definitions,
     }

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Security
+from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import Select, and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +31,7 @@ from crm_service.errors import Unauthorized
 from crm_service.pipelines.models import Pipeline, Stage
 from crm_service.teams.features import BOT_AI_CREATION_PARITY
 from crm_service.teams.models import CompanyToken, Team, TeamFeature
+from service_kit.security import ADMIN_KEY, BEARER
 
 
 def digest(secret: str) -> str:
@@ -92,6 +94,7 @@ CALLER_QUERY = _caller_query()
 async def current_caller(
     session: SessionDep,
     authorization: Annotated[str | None, Header()] = None,
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
 ) -> Caller:
     return await caller_for_token(session, bearer_token(authorization))
 
@@ -118,7 +121,7 @@ def _expired(expires_at: datetime) -> bool:
 
 async def require_admin(
     settings: SettingsDep,
-    x_admin_key: Annotated[str | None, Header()] = None,
+    x_admin_key: Annotated[str | None, Security(ADMIN_KEY)] = None,
 ) -> None:
     if not x_admin_key or not hmac.compare_digest(
         x_admin_key.encode(), settings.admin_key.encode()

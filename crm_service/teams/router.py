@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Request, status
+from fastapi import APIRouter, Depends, Path, Request, Security, status
 
 from crm_service.database import MAX_INTEGER_ID
 from crm_service.dependencies import SessionDep, SettingsDep
@@ -19,6 +19,7 @@ from crm_service.teams.schemas import (
     TokenRequest,
 )
 from crm_service.teams.service import team_service
+from service_kit.security import CRM_API_KEY
 
 admin_router = APIRouter(prefix="/admin/teams", tags=["admin"], dependencies=[AdminOnly])
 token_router = APIRouter(prefix="/api/v3.1/teams", tags=["auth"])
@@ -71,7 +72,7 @@ async def set_feature(
 
 
 async def api_key_team(
-    session: SessionDep, x_crm_api_key: Annotated[str | None, Header()] = None
+    session: SessionDep, x_crm_api_key: Annotated[str | None, Security(CRM_API_KEY)] = None
 ) -> Team:
     """A dependency, so a missing or wrong key is 401 before the body is even validated."""
     return await team_service.by_api_key(session, x_crm_api_key)

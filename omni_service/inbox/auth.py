@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials
 
 from omni_service.database import SessionDep
 from omni_service.errors import Unauthorized
@@ -17,12 +18,16 @@ from omni_service.organizations import service
 from omni_service.organizations.dependencies import current_organization
 from omni_service.organizations.models import Organization
 from service_kit.pages import SessionCookies
+from service_kit.security import BEARER
 
 COOKIES = SessionCookies("omni")
 
 
 async def reading_organization(
-    request: Request, session: SessionDep, authorization: Annotated[str | None, Header()] = None
+    request: Request,
+    session: SessionDep,
+    authorization: Annotated[str | None, Header()] = None,
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
 ) -> Organization:
     token = COOKIES.token(request)
     if authorization is not None or token is None:

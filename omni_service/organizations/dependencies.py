@@ -5,17 +5,19 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Security
+from fastapi.security import HTTPAuthorizationCredentials
 
 from omni_service.database import SessionDep
 from omni_service.dependencies import SettingsDep
 from omni_service.errors import Unauthorized
 from omni_service.organizations import service
 from omni_service.organizations.models import Organization
+from service_kit.security import ADMIN_KEY, BEARER
 
 
 async def require_admin(
-    settings: SettingsDep, x_admin_key: Annotated[str | None, Header()] = None
+    settings: SettingsDep, x_admin_key: Annotated[str | None, Security(ADMIN_KEY)] = None
 ) -> None:
     # ``async`` with no I/O: a plain ``def`` would cost a threadpool hop per request.
     # Constant-time, so the key cannot be guessed byte by byte from response times.
@@ -26,7 +28,9 @@ async def require_admin(
 
 
 async def current_organization(
-    session: SessionDep, authorization: Annotated[str | None, Header()] = None
+    session: SessionDep,
+    authorization: Annotated[str | None, Header()] = None,
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
 ) -> Organization:
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

@@ -39,7 +39,14 @@ async def limited_body(request: Request, settings: SettingsDep) -> bytes:
     return b"".join(chunks)
 
 
-@router.post("/webhooks/crm")
+@router.post(
+    "/webhooks/crm",
+    summary="Receive a signed CRM event",
+    description="Verifies the Standard Webhooks signature and timestamp, de-duplicates by "
+    "`webhook-id`, and applies the event to the room's preview (see the CRM's OpenAPI "
+    "`webhooks` section for the six event types). The body is read raw: the signature "
+    "covers its exact bytes.",
+)
 async def receive_crm_event(
     request: Request,
     body: Annotated[bytes, Depends(limited_body)],
