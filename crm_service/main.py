@@ -30,7 +30,6 @@ from service_kit.metrics import exposition, install_http_metrics
 from service_kit.openapi import install_error_docs
 from service_kit.pages import KIT_STATIC_PATH, kit_static_files
 from service_kit.production import refuse_development_secrets
-from service_kit.production import refuse_development_secrets
 
 # Operations that can answer 409: an Idempotency-Key still in flight, a team that exists,
 # a replay of an event that is still pending.
@@ -44,10 +43,6 @@ CONFLICTS = (
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    refuse_development_secrets(
-        settings.database_url,
-        {"CRM_ADMIN_KEY": (settings.admin_key, Settings.model_fields["admin_key"].default)},
-    )
     refuse_development_secrets(
         settings.database_url,
         {"CRM_ADMIN_KEY": (settings.admin_key, Settings.model_fields["admin_key"].default)},

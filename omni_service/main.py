@@ -25,15 +25,10 @@ from service_kit.metrics import install_http_metrics
 from service_kit.openapi import install_error_docs
 from service_kit.pages import KIT_STATIC_PATH, kit_static_files
 from service_kit.production import refuse_development_secrets
-from service_kit.production import refuse_development_secrets
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    refuse_development_secrets(
-        settings.database_url,
-        {"OMNI_ADMIN_KEY": (settings.admin_key, Settings.model_fields["admin_key"].default)},
-    )
     refuse_development_secrets(
         settings.database_url,
         {"OMNI_ADMIN_KEY": (settings.admin_key, Settings.model_fields["admin_key"].default)},
