@@ -78,7 +78,8 @@ def _alive(pid: int) -> bool:
     return state != "Z"  # a zombie has exited; only its parent's wait is missing
 
 
-def test_sigterm_stops_every_child_of_the_demo(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_sigterm_or_ctrl_c_stops_every_child_of_the_demo(tmp_path: Path, signum: int) -> None:
     demo = subprocess.Popen(
         _demo_command(tmp_path, free_port(), free_port()),
         cwd=ROOT, env=service_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -94,7 +95,7 @@ def test_sigterm_stops_every_child_of_the_demo(tmp_path: Path) -> None:
         # The worker's pool processes come a moment after the worker itself.
         wait_until(lambda: len(_descendants(demo.pid)) >= 5, timeout=30)
         children = _descendants(demo.pid)
-        demo.send_signal(signal.SIGTERM)
+        demo.send_signal(signum)
         assert demo.wait(timeout=30) == 0
         wait_until(
             lambda: not any(_alive(pid) for pid in children),
