@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -14,6 +15,22 @@ from omni_service.receiver import service
 from omni_service.receiver.schemas import Receipt
 
 router = APIRouter(tags=["webhooks"])
+log = logging.getLogger(__name__)
+
+
+def rejected(request: Request, error: DomainError) -> DomainError:
+    """Count and log a refused event with the reason the caller is given (the webhook id
+    as sent, cut short: it is not authenticated yet); returns ``error`` to raise."""
+    RECEIVED_EVENTS.labels(outcome="rejected").inc()
+    log.warning(
+        "webhook rejected",
+        extra={
+            "webhook_id": (request.headers.get("webhook-id") or "")[:80] or None,
+            "status_code": error.status_code,
+            "reason": error.detail,
+        },
+    )
+    return error
 
 
 async def limited_body(request: Request, settings: SettingsDep) -> bytes:
@@ -26,15 +43,13 @@ async def limited_body(request: Request, settings: SettingsDep) -> bytes:
     too_large = PayloadTooLarge(f"body larger than {limit} bytes")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        RECEIVED_EVENTS.labels(outcome="rejected").inc()
-        raise too_large
+        raise rejected(request, too_large)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            RECEIVED_EVENTS.labels(outcome="rejected").inc()
-            raise too_large
+            raise rejected(request, too_large)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -62,8 +77,7 @@ async def receive_crm_event(
             now=utcnow(),
             changes=request.app.state.change_feed,
         )
-    except DomainError:
-        RECEIVED_EVENTS.labels(outcome="rejected").inc()
-        raise
+    except DomainError as error:
+        raise rejected(request, error) from None
     RECEIVED_EVENTS.labels(outcome=outcome.value).inc()
     return Receipt(status=outcome)

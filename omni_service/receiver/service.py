@@ -74,19 +74,41 @@ async def receive(
         ).returning(ReceivedEvent.id)
     )
     if received_id is None:
-        return Outcome.DUPLICATE
+        return _received(Outcome.DUPLICATE, webhook_id, event_type, data, organization)
     kind, _action = split_event_type(event_type)
     changed = await previews_service.apply_event(session, organization.id, kind, data, now=now)
     if changed:
         if changes is not None:
             await changes.announce(session, organization.id, data.channel_integration_room_id)
-        return Outcome.APPLIED
+        return _received(Outcome.APPLIED, webhook_id, event_type, data, organization)
     await session.execute(
         update(ReceivedEvent)
         .where(ReceivedEvent.id == received_id)
         .values(outcome=Outcome.IGNORED.value)
     )
-    return Outcome.IGNORED
+    return _received(Outcome.IGNORED, webhook_id, event_type, data, organization)
+
+
+def _received(
+    outcome: Outcome,
+    webhook_id: str,
+    event_type: EventType,
+    data: RecordState | RecordDelete,
+    organization: Organization,
+) -> Outcome:
+    """One line per accepted event, with the ids the CRM's delivery lines carry."""
+    logger.info(
+        "webhook received",
+        extra={
+            "webhook_id": webhook_id,
+            "event_type": event_type.value,
+            "record_id": data.id,
+            "room_id": data.channel_integration_room_id,
+            "organization_id": organization.id,
+            "outcome": outcome.value,
+        },
+    )
+    return outcome
 
 
 def _check_signature_headers(

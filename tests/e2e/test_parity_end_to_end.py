@@ -278,11 +278,24 @@ def test_every_log_line_is_json_with_request_ids_and_no_secret(crm: CrmStack, om
         return entries if delivery["webhook_id"] in seen else []
 
     entries = wait_until(logged, timeout=TIMEOUT, message=crm.logs)
+    entries = wait_until(
+        lambda: (
+            [e for e in log_lines(omni.process) if e.get("webhook_id") == "msg_forged"]
+            and log_lines(crm.api, omni.process, *(p for p in (crm.worker, crm.beat) if p))
+        ),
+        timeout=TIMEOUT,
+        message=omni.process.tail,
+    )
     requests = [entry for entry in entries if entry.get("request_id") == request_id]
     assert any(entry["logger"] == "uvicorn.access" for entry in requests), requests
     assert all(entry["logger"] != "uvicorn.access" or "request_id" in entry for entry in entries)
     delivery_lines = [e for e in entries if e.get("webhook_id") == delivery["webhook_id"]]
     assert {e.get("record_id") for e in delivery_lines if "record_id" in e} == {deal["id"]}
+    sides = {e["logger"] for e in delivery_lines}
+    assert {"crm_service.events.delivery", "omni_service.receiver.service"} <= sides, sides
+    [refusal] = [e for e in entries if e.get("webhook_id") == "msg_forged"]
+    assert (refusal["message"], refusal["status_code"]) == ("webhook rejected", 401)
+    assert refusal["reason"]
     secrets = {
         linked.team.webhook_secret,
         linked.team.webhook_secret.removeprefix("whsec_"),
