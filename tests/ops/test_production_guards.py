@@ -16,7 +16,7 @@ POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/never_opened"
 
 def start(app: str, **env: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "uvicorn", app, "--port", str(free_port())]
-    return subprocess.run(  # noqa: S603 - our interpreter, fixed arguments
+    return subprocess.run(
         command, env=service_env(**env), cwd=ROOT, capture_output=True, text=True, timeout=60
     )
 
