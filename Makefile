@@ -5,15 +5,29 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install lock demo test lint bench clean
 
-$(STAMP): pyproject.toml
+# Every transitive dependency is pinned: requirements.lock (runtime: the Docker image) and
+# requirements-dev.lock (runtime + the dev extra: this venv, CI). `make lock` regenerates
+# both from pyproject.toml; commit them with the pyproject change.
+LOCK_PYTHON := 3.11
+COMPILE = $(BIN)/uv pip compile pyproject.toml --python-version $(LOCK_PYTHON) --quiet \
+	--custom-compile-command "make lock"
+
+$(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet uv
+	$(COMPILE) -o requirements.lock
+	$(COMPILE) --extra dev -o requirements-dev.lock
 
 demo: $(STAMP)
 	$(BIN)/crm-parity demo
