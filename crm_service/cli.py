@@ -177,8 +177,8 @@ def _one_line(error: BaseException) -> str:
         return f"database error: {type(original).__name__}: {text}{hint}"
     if isinstance(error, (OSError, SQLAlchemyError)):
         return f"database unreachable: {error}"
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 # --- migrate -----------------------------------------------------------------------------
@@ -319,8 +319,8 @@ def link_omni(
     secret = _secret(WEBHOOK_SECRET_ENV, "Webhook secret")
     token = _secret(API_TOKEN_ENV, "Omni API token")
     link_in = OmnichannelLinkIn(
-        base_url=base_url,  # type: ignore[arg-type]
-        public_url=public_url or base_url,  # type: ignore[arg-type]
+        base_url=base_url,
+        public_url=public_url or base_url,
         webhook_secret=secret,
         api_token=token,
     )
@@ -509,8 +509,8 @@ def rotate_crm(
 
     link = _crm(current)
     link_in = OmnichannelLinkIn(
-        base_url=link.base_url,  # type: ignore[arg-type]
-        public_url=link.public_url,  # type: ignore[arg-type]
+        base_url=link.base_url,
+        public_url=link.public_url,
         webhook_secret=secret,
         api_token=link.api_token,
     )

@@ -146,9 +146,7 @@ def test_link_omni_bad_url_is_one_line_exit_1(run: Any, monkeypatch: pytest.Monk
     assert_one_line_error(run("link-omni", str(team), "--base-url", "not a url"), "base_url")
 
 
-def test_link_omni_bad_secret_is_one_line_exit_1(
-    run: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_link_omni_bad_secret_is_one_line_exit_1(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     team = ok_json(run, "teams", "create", "Acme", "acme")["id"]
     monkeypatch.setenv(cli.WEBHOOK_SECRET_ENV, "not-a-secret")
     monkeypatch.setenv(cli.API_TOKEN_ENV, "omni-token")
@@ -303,3 +301,26 @@ def _failed_delivery(url: str, team_id: int) -> int:
             await engine.dispose()
 
     return asyncio.run(insert())
+
+
+def test_migrate_both_on_current_databases_is_a_no_op(run: Any) -> None:
+    code, _out, err = run("migrate")
+    assert code == 0, err
+    assert "migrated: both" in err
+
+
+def test_link_omni_prompts_hidden_when_env_is_unset_on_a_terminal(
+    run: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    team = ok_json(run, "teams", "create", "Acme", "acme")["id"]
+    prompts: list[tuple[str, bool]] = []
+
+    def prompt(text: str, hide_input: bool = False) -> str:
+        prompts.append((text, hide_input))
+        return SECRET if "secret" in text else "omni-token"
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(cli.typer, "prompt", prompt)
+    link = ok_json(run, "link-omni", str(team), "--base-url", "http://omni.test")
+    assert link["team_id"] == team
+    assert prompts == [("Webhook secret", True), ("Omni API token", True)]
