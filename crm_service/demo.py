@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import httpx
 from rich.console import Console
 
+from service_kit.migrate import upgrade
 from shared_contracts.signatures import generate_secret
 
 T = TypeVar("T")
@@ -182,12 +183,10 @@ def _run_demo(*, crm_port: int, omni_port: int, exit_after: bool, data_dir: Path
     data_dir.mkdir(parents=True)
     env = demo_environment(data_dir, crm_port, omni_port)
 
-    from crm_service.cli import migrate
-
     say("Migrating", f"SQLite databases in {data_dir}")
     with console.status("running the migrations…"):
         for section in ("crm", "omni"):
-            migrate(section, env[f"{section.upper()}_DATABASE_URL"])
+            upgrade(section, env[f"{section.upper()}_DATABASE_URL"])
 
     crm_url = f"http://127.0.0.1:{crm_port}"
     omni_url = f"http://127.0.0.1:{omni_port}"
