@@ -629,6 +629,32 @@ def deliveries_inspect(delivery_id: DeliveryId, as_json: JsonOption = False) -> 
     _emit(as_json, detail, tables)
 
 
+# --- events ------------------------------------------------------------------------------
+
+events_app = typer.Typer(help="The webhook event catalog.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("schema")
+def events_schema(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to this file instead of standard output."),
+    ] = None,
+) -> None:
+    """The JSON Schema (2020-12) of the six event types, as the CRM sends them."""
+    from shared_contracts.catalog import events_json_schema
+
+    text = json.dumps(events_json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise CliError(f"cannot write {output}: {error.strerror}") from None
+
+
 # --- demo --------------------------------------------------------------------------------
 
 

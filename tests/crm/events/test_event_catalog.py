@@ -4,6 +4,9 @@ six event types, and every event the CRM really emits matches them."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -81,3 +84,24 @@ def test_a_body_that_breaks_the_contract_does_not_match(
     body["data"] |= {"id": 1, "created_at": "2026-11-27T21:05:29.123456Z"}
     assert validator.is_valid(body)
     assert not validator.is_valid({**body, "type": "qontak.crm.deal.archive"})
+
+
+def test_the_cli_writes_the_same_schema(tmp_path: Path) -> None:
+    target = tmp_path / "events.json"
+    finished = subprocess.run(
+        [sys.executable, "-m", "crm_service.cli", "events", "schema", "--output", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads(target.read_text()) == events_json_schema()
+    printed = subprocess.run(
+        [sys.executable, "-m", "crm_service.cli", "events", "schema"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert json.loads(printed.stdout) == events_json_schema()
