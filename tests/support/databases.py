@@ -11,12 +11,14 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg2
 from alembic import command
 
 from service_kit.migrate import alembic_config
 
+ROOT = Path(__file__).resolve().parents[2]
 POSTGRES_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
