@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from service_kit.bounds import MAX_INT32
 from service_kit.database import (
     NAMING_CONVENTION,
     UTCDateTime,
@@ -32,7 +33,7 @@ __all__ = [
 
 # Primary keys are 32-bit INTEGER columns. API ids are bounded by this, so a larger number
 # is a 422 instead of an out-of-range error from the driver (a 500).
-MAX_INTEGER_ID = 2**31 - 1
+MAX_INTEGER_ID = MAX_INT32
 
 
 class Base(DeclarativeBase):

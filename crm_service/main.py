@@ -30,6 +30,7 @@ from service_kit.metrics import exposition, install_http_metrics
 from service_kit.openapi import install_error_docs
 from service_kit.pages import KIT_STATIC_PATH, kit_static_files
 from service_kit.production import refuse_development_secrets
+from service_kit.request_guard import BadTextGuard
 
 # Operations that can answer 409: an Idempotency-Key still in flight, a team that exists,
 # a replay of an event that is still pending.
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="CRM service", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    # Added first, so it runs inside the size limit and never buffers an oversized body.
+    app.add_middleware(BadTextGuard)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     install_http_metrics(app, API_REGISTRY)

@@ -25,6 +25,7 @@ from service_kit.metrics import install_http_metrics
 from service_kit.openapi import install_error_docs
 from service_kit.pages import KIT_STATIC_PATH, kit_static_files
 from service_kit.production import refuse_development_secrets
+from service_kit.request_guard import BadTextGuard
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -56,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Omni (chat inbox)", version="1.0.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.change_feed = ChangeFeed(settings.database_url)
+    # The receiver checks its own signed body (it needs the exact bytes, and 401 first).
+    app.add_middleware(BadTextGuard, raw_body_paths=["/webhooks/crm"])
     install_error_handlers(app)
     install_http_metrics(app, metrics.REGISTRY)
     install_request_ids(app)  # outermost: every line of a request carries its id

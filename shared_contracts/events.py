@@ -65,16 +65,17 @@ class Payload(BaseModel):
 
 
 class NamedRef(Payload):
-    id: int
+    id: int = Field(ge=1, le=2**63 - 1)
     name: str
 
 
 class _RecordIdentity(Payload):
-    id: int
+    # Bounded by the receiver's columns (BIGINT id, INTEGER version): past them is a 422.
+    id: int = Field(ge=1, le=2**63 - 1)
     company_id: str
     channel_integration_room_id: str
     created_at: Timestamp
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31 - 1)
 
 
 class _RecordState(_RecordIdentity):

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter
 
 from crm_service.dependencies import SessionDep
 from crm_service.events.models import OutboxStatus
 from crm_service.events.schemas import DEFAULT_PAGE, DeliveryDetail, DeliveryOut, DeliveryPage
 from crm_service.events.service import delivery_service
 from crm_service.teams.auth import AdminOnly
+from service_kit.bounds import PageSize, PathId, QueryId, RowOffset
 from shared_contracts.events import EventType
 
 admin_router = APIRouter(prefix="/admin/deliveries", tags=["admin"], dependencies=[AdminOnly])
 
-DeliveryId = Annotated[int, Path(gt=0, le=2**62)]
+DeliveryId = PathId
 
 
 @admin_router.get("")
@@ -23,10 +22,10 @@ async def list_deliveries(
     session: SessionDep,
     status: OutboxStatus | None = None,
     event_type: EventType | None = None,
-    team_id: Annotated[int | None, Query(gt=0, le=2**62)] = None,
+    team_id: QueryId | None = None,
     # Above the maximum is clamped by the service, not refused (DESIGN.md §10).
-    limit: Annotated[int, Query(ge=1)] = DEFAULT_PAGE,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PageSize = DEFAULT_PAGE,
+    offset: RowOffset = 0,
 ) -> DeliveryPage:
     return await delivery_service.list(
         session,

@@ -4,24 +4,20 @@ size, clamped to 100)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from crm_service.dependencies import SessionDep
 from crm_service.records.schemas import RecordId
 from crm_service.teams.auth import CurrentCaller
 from crm_service.timeline.schemas import TimelineEntry, TimelinePage
 from crm_service.timeline.service import timeline_service
+from service_kit.bounds import PageNumber, PageSize
 from shared_contracts.events import RecordKind
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 
 router = APIRouter(prefix="/api/mobile/v2.8", tags=["timeline"])
-
-PageNumber = Annotated[int, Query(ge=1, description="1-based page number")]
-PageSize = Annotated[int, Query(ge=1, description=f"page size, clamped to {MAX_PAGE_SIZE}")]
 
 
 async def _timeline(

@@ -13,6 +13,7 @@ from omni_service.organizations.schemas import (
     OrganizationOut,
     WebhookSecretUpdate,
 )
+from service_kit.bounds import PathId
 
 router = APIRouter(prefix="/admin/organizations", tags=["admin"], dependencies=[AdminDep])
 
@@ -32,7 +33,7 @@ async def create_organization(body: OrganizationCreate, session: SessionDep) -> 
 
 @router.put("/{organization_id}/webhook_secret")
 async def rotate_webhook_secret(
-    organization_id: int, body: WebhookSecretUpdate, session: SessionDep
+    organization_id: PathId, body: WebhookSecretUpdate, session: SessionDep
 ) -> OrganizationOut:
     organization = await service.rotate_webhook_secret(
         session, organization_id, body.webhook_secret, now=utcnow()

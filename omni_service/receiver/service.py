@@ -29,6 +29,7 @@ from omni_service.previews.changes import ChangeFeed
 from omni_service.previews.service import RecordDelete, RecordState
 from omni_service.receiver.models import WEBHOOK_ID_MAX_LENGTH, Outcome, ReceivedEvent
 from omni_service.settings import Settings
+from service_kit.request_guard import find_bad_text
 from shared_contracts.events import EventEnvelope, EventType, split_event_type
 from shared_contracts.signatures import SignatureError, verify
 
@@ -133,6 +134,12 @@ def _json_object(body: bytes) -> dict[str, Any]:
         raise BadRequest("body is not JSON") from error
     if not isinstance(document, dict):
         raise BadRequest("body is not a JSON object")
+    # Checked before the company is looked up, as malformed input: text the database
+    # cannot store (a NUL, an unpaired surrogate) must not reach a query, signed or not.
+    found = find_bad_text(document, [])
+    if found is not None:
+        location, reason = found
+        raise BadRequest(f"{reason}, at {'.'.join(map(str, location)) or 'the top level'}")
     return document
 
 

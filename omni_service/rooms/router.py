@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, status
 
 from omni_service.database import SessionDep
 from omni_service.organizations.dependencies import CurrentOrganization
 from omni_service.rooms import service
 from omni_service.rooms.models import ROOM_ID_MAX_LENGTH, Message
 from omni_service.rooms.schemas import MAX_PAGE_SIZE, MessageCreate, MessageOut, MessagePage
+from service_kit.bounds import PageNumber, PageSize
 
 router = APIRouter(tags=["messages"])
 
@@ -41,10 +42,8 @@ async def message_history(
     room_id: RoomId,
     organization: CurrentOrganization,
     session: SessionDep,
-    offset: Annotated[int, Query(ge=1, description="1-based page number")] = 1,
-    limit: Annotated[int, Query(ge=1, description=f"page size, clamped to {MAX_PAGE_SIZE}")] = (
-        MAX_PAGE_SIZE
-    ),
+    offset: PageNumber = 1,
+    limit: PageSize = MAX_PAGE_SIZE,
 ) -> MessagePage:
     # Above the maximum is clamped, not refused (DESIGN.md §10).
     page_size = min(limit, MAX_PAGE_SIZE)
