@@ -22,7 +22,7 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 FUZZ_TIMEOUT_SECONDS = 150
 
 
-def fuzz(base_url: str, headers: dict[str, str]) -> None:
+def fuzz(base_url: str, headers: dict[str, str], workdir: Path) -> None:
     command = [
         str(SCHEMATHESIS),
         "--no-color",
@@ -49,8 +49,14 @@ def fuzz(base_url: str, headers: dict[str, str]) -> None:
     ]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
+    # Run where schemathesis may leave its cache (``.schemathesis/``) without a trace.
     result = subprocess.run(
-        command, capture_output=True, text=True, timeout=FUZZ_TIMEOUT_SECONDS, check=False
+        command,
+        capture_output=True,
+        text=True,
+        timeout=FUZZ_TIMEOUT_SECONDS,
+        check=False,
+        cwd=workdir,
     )
     assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-4000:]
 
@@ -76,7 +82,7 @@ def omni_api(omni_database_url: str, tmp_path: Path) -> Iterator[str]:
         process.stop()
 
 
-def test_no_generated_request_makes_the_crm_fail(crm_api: str) -> None:
+def test_no_generated_request_makes_the_crm_fail(crm_api: str, tmp_path: Path) -> None:
     team = httpx.post(
         f"{crm_api}/admin/teams",
         json={"name": "Fuzz", "external_company_id": "fuzz-co"},
@@ -84,10 +90,10 @@ def test_no_generated_request_makes_the_crm_fail(crm_api: str) -> None:
     )
     assert team.status_code == 201, team.text
     token = team.json()["access_token"]
-    fuzz(crm_api, {"Authorization": f"Bearer {token}", "X-Admin-Key": ADMIN_KEY})
+    fuzz(crm_api, {"Authorization": f"Bearer {token}", "X-Admin-Key": ADMIN_KEY}, tmp_path)
 
 
-def test_no_generated_request_makes_omni_fail(omni_api: str) -> None:
+def test_no_generated_request_makes_omni_fail(omni_api: str, tmp_path: Path) -> None:
     organization = httpx.post(
         f"{omni_api}/admin/organizations",
         json={"name": "Fuzz", "company_id": "fuzz-co", "webhook_secret": "whsec_" + "A" * 32},
@@ -95,4 +101,4 @@ def test_no_generated_request_makes_omni_fail(omni_api: str) -> None:
     )
     assert organization.status_code == 201, organization.text
     token = organization.json()["api_token"]
-    fuzz(omni_api, {"Authorization": f"Bearer {token}", "X-Admin-Key": ADMIN_KEY})
+    fuzz(omni_api, {"Authorization": f"Bearer {token}", "X-Admin-Key": ADMIN_KEY}, tmp_path)
