@@ -261,10 +261,11 @@ def test_every_log_line_is_json_with_request_ids_and_no_secret(crm: CrmStack, om
     wait_for_note(crm, linked.team, "deals", deal["id"])
     wait_for_preview(omni, linked, room, lambda body: body["deal"] is not None, crm)
     [delivery] = crm.deliveries(linked.team)
+    forged_id = f"msg_forged_{uuid.uuid4().hex[:8]}"
     rejected = omni.http.post(
         "/webhooks/crm",
         content=b'{"type":"qontak.crm.deal.create"}',
-        headers={"webhook-id": "msg_forged", "webhook-timestamp": "1", "webhook-signature": "v1,x"},
+        headers={"webhook-id": forged_id, "webhook-timestamp": "1", "webhook-signature": "v1,x"},
     )
     assert rejected.status_code in (400, 401)
 
@@ -280,7 +281,7 @@ def test_every_log_line_is_json_with_request_ids_and_no_secret(crm: CrmStack, om
     entries = wait_until(logged, timeout=TIMEOUT, message=crm.logs)
     entries = wait_until(
         lambda: (
-            [e for e in log_lines(omni.process) if e.get("webhook_id") == "msg_forged"]
+            [e for e in log_lines(omni.process) if e.get("webhook_id") == forged_id]
             and log_lines(crm.api, omni.process, *(p for p in (crm.worker, crm.beat) if p))
         ),
         timeout=TIMEOUT,
@@ -293,7 +294,7 @@ def test_every_log_line_is_json_with_request_ids_and_no_secret(crm: CrmStack, om
     assert {e.get("record_id") for e in delivery_lines if "record_id" in e} == {deal["id"]}
     sides = {e["logger"] for e in delivery_lines}
     assert {"crm_service.events.delivery", "omni_service.receiver.service"} <= sides, sides
-    [refusal] = [e for e in entries if e.get("webhook_id") == "msg_forged"]
+    [refusal] = [e for e in entries if e.get("webhook_id") == forged_id]
     assert (refusal["message"], refusal["status_code"]) == ("webhook rejected", 401)
     assert refusal["reason"]
     secrets = {
