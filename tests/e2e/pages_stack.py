@@ -8,7 +8,6 @@ open page expects it. Also: a headless Chromium as the README and the brief pres
 
 from __future__ import annotations
 
-import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from tests.support.processes import (
     free_port,
     service_env,
     start_celery_worker,
+    start_uvicorn,
 )
 
 OMNI_ADMIN_KEY = "pages-omni-admin-key"
@@ -45,31 +45,15 @@ def launch_chromium(playwright: Any) -> Any:
 def uvicorn_on(
     app: str, env: dict[str, str], port: int, *, log_dir: Path, name: str
 ) -> ServiceProcess:
-    process = ServiceProcess(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            app,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            # Open event streams must not hold a stop for ever.
-            "--timeout-graceful-shutdown",
-            "2",
-        ],
+    # Open event streams must not hold a stop for ever: the flag compose's omni-api runs.
+    process, _url = start_uvicorn(
+        app,
         env,
-        log_dir / f"{name}.log",
-    ).start()
-    try:
-        process.wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30)
-    except BaseException:
-        process.stop()
-        raise
+        log_dir=log_dir,
+        name=name,
+        port=port,
+        extra_args=("--timeout-graceful-shutdown", "5"),
+    )
     return process
 
 

@@ -185,10 +185,18 @@ class ServiceProcess:
 
 
 def start_uvicorn(
-    app: str, env: Mapping[str, str], *, log_dir: Path, name: str = "api", timeout: float = 30
+    app: str,
+    env: Mapping[str, str],
+    *,
+    log_dir: Path,
+    name: str = "api",
+    timeout: float = 30,
+    port: int | None = None,
+    extra_args: Sequence[str] = (),
 ) -> tuple[ServiceProcess, str]:
-    """``uvicorn app`` on a free loopback port; returns once ``/healthz`` answers 200."""
-    port = free_port()
+    """``uvicorn app`` on ``port`` (a free loopback one by default) with the flags an
+    operator adds (``extra_args``); returns once ``/healthz`` answers 200."""
+    port = port or free_port()
     process = ServiceProcess(
         name,
         [
@@ -200,6 +208,7 @@ def start_uvicorn(
             "127.0.0.1",
             "--port",
             str(port),
+            *extra_args,
         ],
         env,
         log_dir / f"{name}.log",
