@@ -67,6 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            dispatcher = getattr(app.state, "outbox_dispatcher", None)
+            if dispatcher is not None:
+                await dispatcher.close()
             close = getattr(app.state.flag_cache, "close", None)
             if close is not None:
                 await close()

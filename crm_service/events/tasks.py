@@ -11,17 +11,20 @@ is never sent by two attempts at once; the sweep hands it out again once the lea
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 
-from crm_service.events.delivery import DeliveryPolicy, deliver
+from crm_service.events.delivery import DeliveryPolicy, DeliveryResult, deliver
 from crm_service.events.sweep import claim_overdue, overdue_grace, purge_idempotency_keys
 from crm_service.settings import get_settings
 from crm_service.worker import (
     DELIVER_WEBHOOK,
+    DELIVER_WEBHOOKS,
     SWEEP_OUTBOX,
     TASK_BY_KIND,
     WEBHOOKS_QUEUE,
+    Resources,
     celery_app,
     enqueue_outbox,
     runtime,
@@ -37,19 +40,67 @@ DELIVERY_DEADLINE_SECONDS = max(1.0, DELIVERY_LEASE_SECONDS - 1.0)
 SWEEP_DEADLINE_SECONDS = max(30.0, 2 * _settings.outbox_sweep_seconds)
 
 
+# At most this many attempts of one batch at once (the worker's engine pool and HTTP
+# client are shared by every task of the process).
+BATCH_CONCURRENCY = 10
+
+
 @celery_app.task(name=DELIVER_WEBHOOK, time_limit=DELIVERY_LEASE_SECONDS)  # type: ignore[untyped-decorator]
 def deliver_webhook(outbox_id: int) -> str:
     """One attempt at one webhook row; schedules the next attempt when it should retry."""
     result = runtime.run(
-        lambda shared: deliver(
-            shared.sessions,
-            shared.webhooks,
-            shared.flags,
-            outbox_id,
-            DeliveryPolicy.from_settings(shared.settings),
-        ),
-        deadline=DELIVERY_DEADLINE_SECONDS,
+        lambda shared: _deliver(shared, outbox_id), deadline=DELIVERY_DEADLINE_SECONDS
     )
+    _schedule_next(outbox_id, result)
+    return result.outcome.value
+
+
+@celery_app.task(name=DELIVER_WEBHOOKS, time_limit=DELIVERY_LEASE_SECONDS)  # type: ignore[untyped-decorator]
+def deliver_webhooks(outbox_ids: list[int]) -> dict[str, int]:
+    """One attempt at each of several webhook rows, concurrently, each exactly as
+    :func:`deliver_webhook` makes it (its own claim, attempt record and retry). A row
+    whose attempt raised keeps its lease; the sweep sends it again when that runs out."""
+    results = runtime.run(
+        lambda shared: _deliver_all(shared, outbox_ids), deadline=DELIVERY_DEADLINE_SECONDS
+    )
+    outcomes: dict[str, int] = {}
+    for outbox_id, result in zip(outbox_ids, results, strict=True):
+        if isinstance(result, BaseException):
+            log.error(
+                "webhook attempt failed; the sweep will send it again",
+                extra={"outbox_id": outbox_id, "error": repr(result)},
+            )
+            outcome = "error"
+        else:
+            _schedule_next(outbox_id, result)
+            outcome = result.outcome.value
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+async def _deliver(shared: Resources, outbox_id: int) -> DeliveryResult:
+    return await deliver(
+        shared.sessions,
+        shared.webhooks,
+        shared.flags,
+        outbox_id,
+        DeliveryPolicy.from_settings(shared.settings),
+    )
+
+
+async def _deliver_all(
+    shared: Resources, outbox_ids: list[int]
+) -> list[DeliveryResult | BaseException]:
+    gate = asyncio.Semaphore(BATCH_CONCURRENCY)
+
+    async def one(outbox_id: int) -> DeliveryResult:
+        async with gate:
+            return await _deliver(shared, outbox_id)
+
+    return await asyncio.gather(*(one(i) for i in outbox_ids), return_exceptions=True)
+
+
+def _schedule_next(outbox_id: int, result: DeliveryResult) -> None:
     if result.dispatch_in is not None:
         try:
             celery_app.send_task(
@@ -64,7 +115,6 @@ def deliver_webhook(outbox_id: int) -> str:
                 "could not schedule the next attempt; the sweep will",
                 extra={"outbox_id": outbox_id, "error": repr(error)},
             )
-    return result.outcome.value
 
 
 @celery_app.task(name=SWEEP_OUTBOX, time_limit=SWEEP_DEADLINE_SECONDS + 5)  # type: ignore[untyped-decorator]

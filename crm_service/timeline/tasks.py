@@ -10,31 +10,73 @@ The note task's hard time limit is its claim's lease, as for deliveries.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from crm_service.settings import get_settings
 from crm_service.timeline.service import lease, timeline_service
-from crm_service.worker import PURGE_NOTES, WRITE_TIMELINE_NOTE, celery_app, runtime
+from crm_service.worker import (
+    PURGE_NOTES,
+    WRITE_TIMELINE_NOTE,
+    WRITE_TIMELINE_NOTES,
+    Resources,
+    celery_app,
+    runtime,
+)
 
 log = logging.getLogger(__name__)
 
 NOTE_LEASE_SECONDS = lease(get_settings()).total_seconds()
 NOTE_DEADLINE_SECONDS = max(1.0, NOTE_LEASE_SECONDS - 1.0)
 PURGE_DEADLINE_SECONDS = 600.0
+BATCH_CONCURRENCY = 10  # notes of one batch written at once
 
 
 @celery_app.task(name=WRITE_TIMELINE_NOTE, time_limit=NOTE_LEASE_SECONDS)  # type: ignore[untyped-decorator]
 def write_note(outbox_id: int) -> str:
     """Idempotent: a rerun, a duplicate or a sweep re-send writes nothing new. A run that
     fails (database down) leaves the outbox row pending for the sweep to send again."""
-    outcome = runtime.run(
-        lambda shared: timeline_service.write_for_outbox_row(
-            shared.sessions, outbox_id, shared.webhooks, shared.settings
-        ),
-        deadline=NOTE_DEADLINE_SECONDS,
-    )
+    outcome = runtime.run(lambda shared: _write(shared, outbox_id), deadline=NOTE_DEADLINE_SECONDS)
     log.info("timeline note task done", extra={"outbox_id": outbox_id, "outcome": str(outcome)})
     return str(outcome)
+
+
+@celery_app.task(name=WRITE_TIMELINE_NOTES, time_limit=NOTE_LEASE_SECONDS)  # type: ignore[untyped-decorator]
+def write_notes(outbox_ids: list[int]) -> dict[str, int]:
+    """The notes of several rows, concurrently, each exactly as :func:`write_note` writes
+    it; a row whose run raised stays pending for the sweep."""
+
+    async def write_all(shared: Resources) -> list[object]:
+        gate = asyncio.Semaphore(BATCH_CONCURRENCY)
+
+        async def one(outbox_id: int) -> object:
+            async with gate:
+                return await _write(shared, outbox_id)
+
+        return await asyncio.gather(*(one(i) for i in outbox_ids), return_exceptions=True)
+
+    results = runtime.run(write_all, deadline=NOTE_DEADLINE_SECONDS)
+    outcomes: dict[str, int] = {}
+    for outbox_id, outcome in zip(outbox_ids, results, strict=True):
+        if isinstance(outcome, BaseException):
+            log.error(
+                "timeline note failed; the sweep will send it again",
+                extra={"outbox_id": outbox_id, "error": repr(outcome)},
+            )
+            name = "error"
+        else:
+            log.info(
+                "timeline note task done", extra={"outbox_id": outbox_id, "outcome": str(outcome)}
+            )
+            name = str(outcome)
+        outcomes[name] = outcomes.get(name, 0) + 1
+    return outcomes
+
+
+async def _write(shared: Resources, outbox_id: int) -> object:
+    return await timeline_service.write_for_outbox_row(
+        shared.sessions, outbox_id, shared.webhooks, shared.settings
+    )
 
 
 @celery_app.task(name=PURGE_NOTES, time_limit=PURGE_DEADLINE_SECONDS + 5)  # type: ignore[untyped-decorator]

@@ -38,12 +38,33 @@ def test_each_kind_goes_to_its_task_on_its_queue(
     worker.enqueue_outbox([(1, "webhook"), (2, "timeline_note"), (3, "webhook")])
 
     redis = Redis.from_url(redis_server.url())
-    assert sorted(queued(redis, "webhooks")) == [
-        ("crm.events.deliver_webhook", [1]),
-        ("crm.events.deliver_webhook", [3]),
-    ]
+    # Rows of a kind handed over together travel in one message; a lone row in its own.
+    assert queued(redis, "webhooks") == [("crm.events.deliver_webhooks", [[1, 3]])]
     assert queued(redis, "notes") == [("crm.timeline.write_note", [2])]
     redis.close()
+
+
+def test_a_large_hand_over_is_split_into_bounded_batches(
+    monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
+) -> None:
+    use_broker(monkeypatch, redis_server.url())
+    ids = list(range(1, 2 * worker.MAX_BATCH + 2))
+
+    worker.enqueue_outbox([(outbox_id, "webhook") for outbox_id in ids])
+
+    redis = Redis.from_url(redis_server.url())
+    messages = queued(redis, "webhooks")
+    redis.close()
+    handed = [
+        outbox_id
+        for _task, args in messages
+        for outbox_id in (args[0] if isinstance(args[0], list) else args)
+    ]
+    assert sorted(handed) == ids
+    assert all(
+        len(args[0]) <= worker.MAX_BATCH for task, args in messages if task.endswith("webhooks")
+    )
+    assert len(messages) == 3  # 50 + 50 + the last one alone
 
 
 def test_an_unreachable_broker_raises(monkeypatch: pytest.MonkeyPatch) -> None:
