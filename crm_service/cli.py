@@ -2,8 +2,9 @@
 
 It works on the databases directly, through the same services the admin APIs call, so
 an operator needs database access and no admin key. Output is a table, or JSON with
-``--json``. Errors are one line on stderr and exit code 1 (usage errors: 2); set
-``CRM_PARITY_DEBUG=1`` to see the traceback instead.
+``--json``. Every error, a usage error included, is one line on stderr and exit code 1
+(a script needs to tell only success from failure); set ``CRM_PARITY_DEBUG=1`` to see
+the traceback instead. A group given no command prints its help and exits 1 too.
 
 Secrets never come from arguments (they would land in ``ps`` and shell history): the
 webhook secret is read from ``CRM_PARITY_WEBHOOK_SECRET`` and Omni's API token from
@@ -699,13 +700,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except NoArgsIsHelpError as error:
         error.show()
-        return 2
+        return 1
     except UsageError as error:
-        hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
-        err.print(f"error: {error.format_message()}{hint}", markup=False)
-        return 2
+        # Click's own rendering is the usage line plus a boxed message; one line instead.
+        # Some parser errors (an option missing its value) carry no context.
+        command_path = error.ctx.command_path if error.ctx else "crm-parity"
+        hint = f" (see `{command_path} --help`)"
+        err.print(f"error: {' '.join(error.format_message().split())}{hint}", markup=False)
+        return 1
     except ClickException as error:
-        err.print(f"error: {error.format_message()}", markup=False)
+        err.print(f"error: {' '.join(error.format_message().split())}", markup=False)
         return 1
     except Exception as error:
         if os.environ.get(DEBUG_ENV):

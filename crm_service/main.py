@@ -101,10 +101,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
+        """The process is up and serving; says nothing about its dependencies."""
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:
+        """Ready to take traffic: the database answers. 503 otherwise, with only the
+        error's type under `database`."""
         try:
             async with app.state.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))

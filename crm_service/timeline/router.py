@@ -49,6 +49,15 @@ async def deal_timeline(
     offset: PageNumber = 1,
     limit: PageSize = DEFAULT_PAGE_SIZE,
 ) -> TimelinePage:
+    """The deal's timeline entries, newest first, with their `total`. Today these are
+    the chat-history notes written after a bot or an AI agent created the deal in a
+    chat room: who created it, in which room, an excerpt of the chat, a link to the room.
+
+    Paged like Omni's history: `offset` is a 1-based page number and `limit` the page
+    size (20 by default; above 100 is clamped to 100); a page past the end is empty.
+    `excerpt` is null when the chat history could not be read. Another team's deal, a
+    deleted one or a missing one is 404.
+    """
     return await _timeline(session, caller, RecordKind.DEAL, record_id, offset, limit)
 
 
@@ -60,4 +69,13 @@ async def ticket_timeline(
     offset: PageNumber = 1,
     limit: PageSize = DEFAULT_PAGE_SIZE,
 ) -> TimelinePage:
+    """The ticket's timeline entries, newest first, with their `total`. Today these are
+    the chat-history notes written after a bot or an AI agent created the ticket in a
+    chat room: who created it, in which room, an excerpt of the chat, a link to the room.
+
+    Paged like Omni's history: `offset` is a 1-based page number and `limit` the page
+    size (20 by default; above 100 is clamped to 100); a page past the end is empty.
+    `excerpt` is null when the chat history could not be read. Another team's ticket, a
+    deleted one or a missing one is 404.
+    """
     return await _timeline(session, caller, RecordKind.TICKET, record_id, offset, limit)

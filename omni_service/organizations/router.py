@@ -20,6 +20,15 @@ router = APIRouter(prefix="/admin/organizations", tags=["admin"], dependencies=[
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_organization(body: OrganizationCreate, session: SessionDep) -> OrganizationCreated:
+    """Create an organization (a chat-inbox tenant) and answer 201 with its API token.
+
+    For the operator, as `crm-parity orgs create` is. `company_id` is the CRM team's
+    `external_company_id`: it is how a CRM event finds its organization. `webhook_secret`
+    is the secret the CRM signs that team's events with. The token is shown only here (it
+    is stored as a digest); it is the bearer token for the organization's inbox and for
+    the CRM's calls to the message-history API. A `company_id` that already has an
+    organization is 409.
+    """
     organization, token = await service.create(
         session, name=body.name, company_id=body.company_id, webhook_secret=body.webhook_secret
     )
@@ -35,6 +44,13 @@ async def create_organization(body: OrganizationCreate, session: SessionDep) -> 
 async def rotate_webhook_secret(
     organization_id: PathId, body: WebhookSecretUpdate, session: SessionDep
 ) -> OrganizationOut:
+    """Make a new webhook secret the organization's current one.
+
+    The previous secret keeps verifying events for the rotation grace period
+    (`OMNI_SECRET_ROTATION_GRACE_SECONDS`), so the CRM's link can switch before or after
+    this. Setting the current secret again changes nothing. The answer never echoes a
+    secret. An unknown organization is 404.
+    """
     organization = await service.rotate_webhook_secret(
         session, organization_id, body.webhook_secret, now=utcnow()
     )

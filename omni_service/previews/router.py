@@ -27,6 +27,15 @@ async def room_preview(
     session: SessionDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
+    """What the inbox shows next to a chat room: the room's current deal and ticket
+    cards, and which "create" calls to action to offer (`cta`).
+
+    Built from the CRM's events as they arrived, never by calling the CRM. A room the
+    organization has no record for (even one another organization uses) answers 200 with
+    `deal` and `ticket` null and both calls to action true. Meant to be polled: each
+    answer carries an `ETag`, and a request whose `If-None-Match` matches it gets an
+    empty 304. The bearer token or the inbox page's session cookie is accepted.
+    """
     preview = await service.room_preview(session, organization.id, room_id)
     body = preview.model_dump_json().encode()
     etag = caching.etag_of(body)

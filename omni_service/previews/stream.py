@@ -58,6 +58,15 @@ async def room_preview_stream(
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
+    """The room preview as server-sent events, for the inbox page's `EventSource`.
+
+    Each `preview` event carries exactly the body `crm_preview` would answer, with its
+    ETag (unquoted) as the event `id`. The current preview is sent on connect, then again
+    whenever it changes; a heartbeat comment keeps the connection open in between. A
+    client that reconnects with `Last-Event-ID` gets nothing until the preview differs
+    from the one it has. The bearer token or the inbox page's session cookie is accepted
+    (`EventSource` cannot send headers).
+    """
     feed: ChangeFeed = request.app.state.change_feed
     factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
     organization_id = organization.id

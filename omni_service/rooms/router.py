@@ -26,6 +26,10 @@ def _message_out(message: Message) -> MessageOut:
 async def post_message(
     room_id: RoomId, body: MessageCreate, organization: CurrentOrganization, session: SessionDep
 ) -> MessageOut:
+    """Append a chat message to a room of the caller's organization and answer 201 with
+    it: what the chat channel does as customers, agents and bots write. The CRM's
+    timeline notes quote these messages (`GET /api/open/v1/messages/rooms/{room_id}`).
+    """
     message = await service.post_message(
         session,
         organization.id,
@@ -45,6 +49,13 @@ async def message_history(
     offset: PageNumber = 1,
     limit: PageSize = MAX_PAGE_SIZE,
 ) -> MessagePage:
+    """A room's chat messages, newest first, with their `total`.
+
+    What the CRM calls (with the organization's token) to quote the chat in a timeline
+    note. `offset` is a 1-based page number and `limit` the page size (100 by default;
+    above 100 is clamped to 100), so `offset=1&limit=100` is the latest 100 messages. An
+    unknown room, or a page past the end, is an empty list.
+    """
     # Above the maximum is clamped, not refused (DESIGN.md §10).
     page_size = min(limit, MAX_PAGE_SIZE)
     messages, total = await service.history(

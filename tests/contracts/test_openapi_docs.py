@@ -72,8 +72,14 @@ def test_credentials_are_security_schemes_on_the_operations_that_need_them(
             assert "bearerToken" in needed, (method, path)
 
 
-def test_operations_have_summaries(document: dict[str, Any]) -> None:
-    assert all(operation.get("summary") for _, _, operation in operations(document))
+def test_operations_have_summaries_and_descriptions(document: dict[str, Any]) -> None:
+    undocumented = [
+        f"{method.upper()} {path}: no {field}"
+        for method, path, operation in operations(document)
+        for field in ("summary", "description")
+        if not str(operation.get(field, "")).strip()
+    ]
+    assert not undocumented, "\n".join(undocumented)
 
 
 def test_the_webhook_intake_documents_its_body_and_signature_headers() -> None:

@@ -133,10 +133,10 @@ def test_link_omni_without_secret_in_env_and_no_input_is_one_line(run: Any) -> N
 @pytest.mark.parametrize("option", ["--webhook-secret", "--api-token"])
 def test_secrets_are_not_accepted_as_arguments(run: Any, option: str) -> None:
     team = ok_json(run, "teams", "create", "Acme", "acme")["id"]
-    code, _out, err = run("link-omni", str(team), "--base-url", "http://omni.test", option, "x")
-    assert code == 2
-    assert "No such option" in err
-    assert "Traceback" not in err
+    assert_one_line_error(
+        run("link-omni", str(team), "--base-url", "http://omni.test", option, "x"),
+        f"No such option: {option}",
+    )
 
 
 def test_link_omni_bad_url_is_one_line_exit_1(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,19 +234,79 @@ def test_database_unreachable_is_one_line(run: Any, monkeypatch: pytest.MonkeyPa
     assert_one_line_error(run("teams", "list"), "database unreachable")
 
 
-def test_every_option_has_help_text() -> None:
+def invoke_without_databases(
+    capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    """For what fails or finishes before any command touches a database."""
+    capsys.readouterr()
+    code = cli.main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["teams", "create", "--bogus"], "No such option: --bogus"),
+        (["teams", "create", "Acme"], "Missing argument 'company_id'"),
+        (["flag", "abc", "on"], "Invalid value for 'team_id'"),
+        (["flag", "1", "sideways"], "Invalid value for 'action'"),
+        (["deliveries", "list", "--limit", "0"], "Invalid value for '--limit'"),
+        (["demo", "--crm-port"], "Option '--crm-port' requires an argument"),
+        (["bogus"], "No such command 'bogus'"),
+    ],
+    ids=[
+        "unknown-option",
+        "missing-argument",
+        "bad-integer",
+        "bad-choice",
+        "out-of-range",
+        "option-without-value",
+        "unknown-command",
+    ],
+)
+def test_usage_errors_are_one_line_exit_1_with_a_help_hint(
+    capsys: pytest.CaptureFixture[str], args: list[str], expected: str
+) -> None:
+    result = invoke_without_databases(capsys, *args)
+    assert_one_line_error(result, expected)
+    assert "--help`)" in result[2]
+    assert result[1] == ""
+
+
+def test_help_still_prints_usage_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = invoke_without_databases(capsys, "teams", "create", "--help")
+    assert code == 0
+    assert "Usage: crm-parity teams create" in out
+    assert err == ""
+
+
+def test_a_group_without_a_command_prints_its_help_and_exits_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _err = invoke_without_databases(capsys, "teams")
+    assert code == 1
+    assert "Usage: crm-parity teams" in out
+
+
+def test_every_command_option_and_argument_has_help_text() -> None:
     import typer.main
 
-    def walk(command: Any) -> Any:
-        yield command
-        for sub in getattr(command, "commands", {}).values():
-            yield from walk(sub)
+    def walk(command: Any, path: str) -> Any:
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
 
-    for command in walk(typer.main.get_command(cli.app)):
-        assert command.help, command.name
-        for parameter in command.params:
-            if parameter.param_type_name == "option":
-                assert parameter.help, f"{command.name} {parameter.name}"
+    undocumented = []
+    for path, command in walk(typer.main.get_command(cli.app), "crm-parity"):
+        if not (command.help or "").strip():
+            undocumented.append(path)
+        undocumented += [
+            f"{path} {parameter.param_type_name} {parameter.name}"
+            for parameter in command.params
+            if not (getattr(parameter, "help", None) or "").strip()
+        ]
+    assert not undocumented, "\n".join(undocumented)
 
 
 def _scalar(url: str, sql: str, **params: Any) -> Any:
