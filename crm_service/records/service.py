@@ -16,14 +16,16 @@ from crm_service.contacts.models import Contact
 from crm_service.database import on_commit, utcnow
 from crm_service.errors import NotFound, Unprocessable
 from crm_service.events import outbox
+from crm_service.events.dispatch import remember_for_dispatch
 from crm_service.metrics import count_record_created
+from crm_service.records import one_statement
 from crm_service.records.models import RecordColumns
 from crm_service.records.schemas import RecordCreateFields
 from crm_service.settings import Settings
 from crm_service.teams.auth import Caller
 from crm_service.teams.features import FlagCache
 from shared_contracts.creators import creator_label, parse_creator_flag
-from shared_contracts.events import Action, Payload, RecordKind
+from shared_contracts.events import Action, Payload, RecordKind, build_envelope, event_type_for
 
 log = logging.getLogger(__name__)
 
@@ -158,13 +160,17 @@ class RecordService(Generic[R]):
         statement = self._link_statement(session.get_bind().dialect.name)
         params = {"record_id": record_id, "team_id": team_id, "contact_ids": requested}
         linked = set(await session.scalars(statement, params))
+        self._report_skipped(team_id, requested, linked)
+        return [contact for contact in requested if contact in linked]
+
+    @staticmethod
+    def _report_skipped(team_id: int, requested: list[int], linked: set[int]) -> None:
         skipped = [contact for contact in requested if contact not in linked]
         if skipped:
             log.warning(
                 "contact ids skipped: not contacts of this team",
                 extra={"team_id": team_id, "skipped_contact_ids": skipped},
             )
-        return [contact for contact in requested if contact in linked]
 
     def _link_statement(self, dialect: str) -> Executable:
         """Built once per dialect: constructing this statement (and its cache key) on every
@@ -235,24 +241,78 @@ class RecordService(Generic[R]):
         **kind_fields: Any,
     ) -> tuple[R, list[int]]:
         """Create a record with the fields every kind has plus ``kind_fields``, link its
-        contacts, count it and write its create event; returns it with its contact ids."""
+        contacts, count it and write its create event; returns it with its contact ids.
+
+        On PostgreSQL the row, its links and its outbox rows are one statement
+        (:mod:`crm_service.records.one_statement`); elsewhere the ORM writes them."""
         now = utcnow()
-        record: R = self.model(
-            team_id=context.caller.team.id,
-            name=body.name,
-            channel_integration_room_id=body.channel_integration_room_id,
-            creator_flag=parse_creator(body.creator_flag, kind=self.kind),
-            created_by=context.caller.sso_id,
-            version=1,
-            created_at=now,
-            updated_at=now,
+        values: dict[str, Any] = {
+            "team_id": context.caller.team.id,
+            "name": body.name,
+            "channel_integration_room_id": body.channel_integration_room_id,
+            "creator_flag": parse_creator(body.creator_flag, kind=self.kind),
+            "created_by": context.caller.sso_id,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
             **kind_fields,
+        }
+        if session.get_bind().dialect.name == "postgresql":
+            record, contact_ids = await self._insert_in_one_statement(
+                session, context, values, body, event_data
+            )
+        else:
+            record = self.model(**values)
+            session.add(record)
+            await session.flush()
+            contact_ids = await self.link_contacts(
+                session, record.team_id, record.id, body.crm_lead_ids, body.contact_id
+            )
+            await self._emit(session, context, record, Action.CREATE, lambda: event_data(record))
+        self._count_created(session, record)
+        return record, sorted(contact_ids)
+
+    async def _insert_in_one_statement(
+        self,
+        session: AsyncSession,
+        context: RecordContext,
+        values: dict[str, Any],
+        body: RecordCreateFields,
+        event_data: Callable[[R], Payload],
+    ) -> tuple[R, list[int]]:
+        table = self.model.__table__
+        values["id"] = await one_statement.id_blocks(session).next_id(session, table.name)
+        record: R = self.model(**one_statement.with_defaults(table, values))
+        requested = list(dict.fromkeys([*(body.crm_lead_ids or []), *_present(body.contact_id)]))
+        event_type = event_type_for(self.kind, Action.CREATE)
+        rows: list[one_statement.OutboxValues] = []
+        if await outbox.parity_applies(session, context.flag_cache, record):
+            rows = [
+                one_statement.OutboxValues(
+                    outbox.new_webhook_id(),
+                    outbox.WEBHOOK,
+                    build_envelope(event_type, event_data(record)),
+                ),
+                one_statement.OutboxValues(outbox.new_webhook_id(), outbox.TIMELINE_NOTE, None),
+            ]
+        written = await one_statement.write_record(
+            session,
+            table=table,
+            values=values,
+            link_table=self.link_model.__tablename__,
+            link_column=self.link_column,
+            contact_ids=requested,
+            event_type=str(event_type),
+            record_kind=str(self.kind),
+            outbox=rows,
         )
-        session.add(record)
-        await session.flush()
-        contact_ids = await self.link_contacts(
-            session, record.team_id, record.id, body.crm_lead_ids, body.contact_id
-        )
+        self._report_skipped(record.team_id, requested, set(written.contact_ids))
+        for outbox_id, row_kind in written.outbox:
+            remember_for_dispatch(session, outbox_id, row_kind)
+        linked = set(written.contact_ids)
+        return record, [contact for contact in requested if contact in linked]
+
+    def _count_created(self, session: AsyncSession, record: R) -> None:
         kind, flag = str(self.kind), record.creator_flag
 
         async def count_created() -> None:
@@ -260,8 +320,6 @@ class RecordService(Generic[R]):
 
         # Counted once the record exists: a create that rolls back counts nothing.
         on_commit(session, count_created)
-        await self._emit(session, context, record, Action.CREATE, lambda: event_data(record))
-        return record, sorted(contact_ids)
 
     async def updated(
         self, session: AsyncSession, context: RecordContext, record: R, data: PayloadFactory

@@ -1,0 +1,177 @@
+"""A record's create on PostgreSQL in one statement: the row, its contact links and its
+outbox rows (webhook event, timeline-note job), as one ``WITH … INSERT`` round trip.
+
+The webhook body holds the record's id, so the id is known before the statement runs:
+each API process takes ids from the table's own sequence in blocks
+(:class:`IdBlocks`, one ``nextval`` round trip per :data:`ID_BLOCK` creates). Ids stay
+unique and increase within a process; across processes they interleave, as they would
+with any sequence cache. A block left unused when a process stops is a gap, as a
+rolled-back insert's id always was.
+
+Foreign keys still hold: PostgreSQL checks them at the end of the statement, when the
+record row exists. Contacts that are not the team's are skipped by the ``SELECT`` (the
+same rule as :meth:`RecordService.link_contacts`); the statement returns the ones linked.
+
+SQLite (embedded mode) keeps the ORM path: it has no data-modifying ``WITH``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table, TextClause, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncSession
+
+ID_BLOCK = 64
+
+
+class IdBlocks:
+    """Record ids taken from a table's sequence ahead of the inserts that use them."""
+
+    def __init__(self) -> None:
+        self._free: dict[str, deque[int]] = {}
+        self._lock = asyncio.Lock()
+
+    async def next_id(self, session: AsyncSession, table: str) -> int:
+        free = self._free.setdefault(table, deque())
+        if not free:
+            async with self._lock:
+                if not free:
+                    rows = await session.execute(
+                        text(
+                            "SELECT nextval(pg_get_serial_sequence(:table, 'id'))"
+                            " FROM generate_series(1, :count)"
+                        ),
+                        {"table": table, "count": ID_BLOCK},
+                    )
+                    free.extend(sorted(row[0] for row in rows))
+        return free.popleft()
+
+
+# One set of blocks per engine (a test process runs many databases, each with its own).
+_BLOCKS: weakref.WeakKeyDictionary[Engine, IdBlocks] = weakref.WeakKeyDictionary()
+
+
+def id_blocks(session: AsyncSession) -> IdBlocks:
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    blocks = _BLOCKS.get(engine)
+    if blocks is None:
+        blocks = _BLOCKS[engine] = IdBlocks()
+    return blocks
+
+
+@dataclass(frozen=True)
+class OutboxValues:
+    webhook_id: str
+    kind: str
+    body: str | None
+
+
+@dataclass(frozen=True)
+class Written:
+    contact_ids: list[int]
+    outbox: list[tuple[int, str]]  # (outbox row id, kind), in insert order
+
+
+_OUTBOX_COLUMNS = (
+    "webhook_id, team_id, kind, event_type, record_kind, record_id, room_id, body,"
+    " status, attempt_count, next_attempt_at, created_at"
+)
+_statements: dict[tuple[str, tuple[str, ...], str, str, bool, int], TextClause] = {}
+
+
+def _statement(
+    table: Table,
+    columns: tuple[str, ...],
+    link_table: str,
+    link_column: str,
+    links: bool,
+    rows: int,
+) -> TextClause:
+    key = (table.name, columns, link_table, link_column, links, rows)
+    statement = _statements.get(key)
+    if statement is None:
+        # Every name below is a table or column of our own metadata, never request input;
+        # the values are all bound parameters.
+        parts = [
+            f"record AS (INSERT INTO {table.name} ({', '.join(columns)})"  # noqa: S608
+            f" VALUES ({', '.join(':' + column for column in columns)}))"
+        ]
+        if links:
+            parts.append(
+                f"links AS (INSERT INTO {link_table} ({link_column}, contact_id)"  # noqa: S608
+                " SELECT CAST(:id AS integer), contacts.id FROM contacts"
+                " WHERE contacts.team_id = :team_id AND contacts.id = ANY(:contact_ids)"
+                f" ON CONFLICT ({link_column}, contact_id) DO UPDATE"
+                " SET contact_id = excluded.contact_id RETURNING contact_id)"
+            )
+        if rows:
+            values = ", ".join(
+                f"(:outbox_webhook_id_{n}, :team_id, :outbox_kind_{n}, :event_type,"
+                f" :record_kind, :id, :channel_integration_room_id, :outbox_body_{n},"
+                " 'pending', 0, :created_at, :created_at)"
+                for n in range(rows)
+            )
+            parts.append(
+                f"outbox AS (INSERT INTO outbox_events ({_OUTBOX_COLUMNS}) VALUES {values}"  # noqa: S608
+                " RETURNING id, kind)"
+            )
+        linked = "ARRAY(SELECT contact_id FROM links)" if links else "ARRAY[]::integer[]"
+        outbox_ids = "ARRAY(SELECT id FROM outbox ORDER BY id)" if rows else "ARRAY[]::integer[]"
+        outbox_kinds = (
+            "ARRAY(SELECT kind FROM outbox ORDER BY id)" if rows else "ARRAY[]::varchar[]"
+        )
+        statement = text(f"WITH {', '.join(parts)} SELECT {linked}, {outbox_ids}, {outbox_kinds}")
+        _statements[key] = statement
+    return statement
+
+
+def with_defaults(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` plus the Python-side scalar or callable default of every other column
+    that has one (what the ORM would have filled in)."""
+    complete = dict(values)
+    for column in table.columns:
+        if column.name in complete or column.default is None:
+            continue
+        default = column.default
+        if getattr(default, "is_scalar", False):
+            complete[column.name] = default.arg  # type: ignore[attr-defined]
+        elif getattr(default, "is_callable", False):
+            complete[column.name] = default.arg(None)  # type: ignore[attr-defined]
+    return complete
+
+
+async def write_record(
+    session: AsyncSession,
+    *,
+    table: Table,
+    values: Mapping[str, Any],
+    link_table: str,
+    link_column: str,
+    contact_ids: Sequence[int],
+    event_type: str,
+    record_kind: str,
+    outbox: Sequence[OutboxValues],
+) -> Written:
+    """Insert the record row (``values`` include its ``id``), link ``contact_ids`` and
+    write the ``outbox`` rows, in one statement of the session's transaction."""
+    row_values = with_defaults(table, values)
+    columns = tuple(name for name in (c.name for c in table.columns) if name in row_values)
+    params: dict[str, Any] = {name: row_values[name] for name in columns}
+    params.update(contact_ids=list(contact_ids), event_type=event_type, record_kind=record_kind)
+    for n, row in enumerate(outbox):
+        params[f"outbox_webhook_id_{n}"] = row.webhook_id
+        params[f"outbox_kind_{n}"] = row.kind
+        params[f"outbox_body_{n}"] = row.body
+    statement = _statement(table, columns, link_table, link_column, bool(contact_ids), len(outbox))
+    linked, outbox_ids, outbox_kinds = (await session.execute(statement, params)).one()
+    return Written(
+        contact_ids=list(linked), outbox=list(zip(outbox_ids, outbox_kinds, strict=True))
+    )
