@@ -1,0 +1,540 @@
+"""``make bench``: every hot path of the real stack as a ratio to a bare baseline started
+in the same run, and the end-to-end latency from a bot's create to the inbox preview.
+
+    .venv/bin/python -m bench.run                      # writes bench/results/latest.json
+    .venv/bin/python -m bench.run --scale-out          # 2 API processes, 2 worker hosts
+
+It starts, on fresh PostgreSQL databases and a private Redis, what an operator runs
+(:mod:`bench.stack`: both APIs under uvicorn, plain Celery workers) and the bare apps
+(``bench/bare_insert_app.py``, ``bench/bare_hello_app.py``, ``bench/bare_receiver_app.py``),
+then measures, in this order:
+
+1. **create**: ``POST /api/v3.1/deals`` (a bot deal in a room of its own, with a contact,
+   flag on), wrk against the CRM with no worker running, then the same body against the
+   bare one-INSERT endpoint on the same database.
+2. **delivery**: the workers start and deliver the webhooks those creates queued, to the
+   real Omni; signed events/s between the first and the last attempt.
+3. **preview poll**: one room's ``crm_preview`` with ``If-None-Match`` (all 304) and
+   without (200), against bare ``GET /hello``.
+4. **receiver**: distinct pre-signed events into ``POST /webhooks/crm`` of Omni, against
+   the bare endpoint that verifies the same signature and does one upsert.
+5. **create → preview visible**: an open-loop generator sends creates at ``--rate`` per
+   second on a fixed schedule; each latency runs from the create's *scheduled* send time
+   to the moment Omni wrote its preview row (``deal_previews.changed_at``), so a client
+   or server that falls behind shows as latency, never as a lower rate. Once per pool.
+6. **memory**: the peak RSS of every process of the stack over the whole run.
+
+Throughput is wrk's (``-t2``), never a Python client's. Every server, baseline or not,
+runs one uvicorn worker at log level ``warning`` (no access lines) unless ``--scale-out``.
+Needs ``wrk`` (``apt-get install wrk``), PostgreSQL on 127.0.0.1:5432 and redis-server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from bench import wrk
+from bench.omni_harness import Organization
+from bench.omni_wrk import receiver_events
+from bench.stack import QUIET, Stack, plain_dsn, running_stack
+from tests.support.processes import ServiceProcess, service_env, start_uvicorn, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+CREATE_LUA = ROOT / "bench" / "lua" / "create.lua"
+DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
+TARGETS = {
+    "create": 0.6,
+    "preview_304": 0.5,
+    "preview_200": 0.3,
+    "receiver": 0.5,
+    "delivery_events_per_second": 500.0,
+    "create_to_preview_p95_ms": 100.0,
+    "rss_mb": 150.0,
+}
+
+
+@dataclass
+class Report:
+    machine: dict[str, Any]
+    options: dict[str, Any]
+    throughput: dict[str, dict[str, Any]] = field(default_factory=dict)
+    delivery: dict[str, Any] = field(default_factory=dict)
+    latency: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rss_mb: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def machine() -> dict[str, Any]:
+    memory_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": model,
+        "memory_gb": round(memory_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+# -- memory -------------------------------------------------------------------------------
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's and Celery's pool children)."""
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        stack.extend(int(child) for child in children)
+    return found
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+@contextmanager
+def peak_rss(stack: Stack, into: dict[str, float]) -> Iterator[None]:
+    """Sample every process of the stack twice a second; keep each one's peak, by role
+    (``crm``, ``omni``, ``worker0``… and ``…/child`` for pool processes)."""
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.5):
+            for name, pid in stack.pids().items():
+                for member in _tree(pid):
+                    rss = _rss_mb(member)
+                    if rss is None:
+                        continue
+                    role = name if member == pid else f"{name}/child"
+                    into[role] = round(max(into.get(role, 0.0), rss), 1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        sampler.join()
+
+
+# -- throughput ---------------------------------------------------------------------------
+
+
+def _bare(app: str, env: dict[str, str], log_dir: Path, name: str) -> tuple[ServiceProcess, str]:
+    return start_uvicorn(app, service_env(**env), log_dir=log_dir, name=name, extra_args=QUIET)
+
+
+def _entry(result: wrk.WrkResult, baseline: wrk.WrkResult | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "requests_per_second": round(result.requests_per_second, 1),
+        "p50_ms": result.latency_ms["p50"],
+        "p99_ms": result.latency_ms["p99"],
+        "errors": result.errors,
+    }
+    if baseline is not None:
+        entry["baseline_requests_per_second"] = round(baseline.requests_per_second, 1)
+        entry["ratio"] = round(result.requests_per_second / baseline.requests_per_second, 3)
+    return entry
+
+
+def create(stack: Stack, report: Report, args: argparse.Namespace) -> None:
+    tenant = stack.tenant
+    assert tenant is not None
+
+    def drive(url: str, path: str, auth: str, run: str, seconds: float) -> wrk.WrkResult:
+        os.environ.update(
+            CREATE_PATH=path, AUTH=auth, CONTACT_ID=str(tenant.contact_id), RUN_ID=run
+        )
+        return wrk.run(url, connections=16, duration_seconds=seconds, script=CREATE_LUA)
+
+    auth = f"Bearer {tenant.crm_token}"
+    tag = uuid.uuid4().hex[:6]
+    drive(stack.crm_url, "/api/v3.1/deals", auth, f"warm-{tag}", 2)
+    crm = drive(stack.crm_url, "/api/v3.1/deals", auth, f"crm-{tag}", args.duration)
+    bare, bare_url = _bare(
+        "bench.bare_insert_app:app",
+        {
+            "BENCH_DATABASE_DSN": plain_dsn(stack.crm_database),
+            "BENCH_TEAM_ID": str(tenant.team_id),
+            "BENCH_PIPELINE_ID": str(tenant.pipeline_id),
+            "BENCH_STAGE_ID": str(tenant.stage_id),
+        },
+        stack.log_dir,
+        "bare-insert",
+    )
+    try:
+        drive(bare_url, "/deals", "", f"bwarm-{tag}", 2)
+        baseline = drive(bare_url, "/deals", "", f"bare-{tag}", args.duration)
+    finally:
+        bare.stop()
+    report.throughput["create"] = _entry(crm, baseline)
+    print(f"create           {crm.summary()}  bare {baseline.requests_per_second:.0f} req/s")
+
+
+async def _delivery_progress(dsn: str, team_id: int) -> tuple[int, int, float | None]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        row = await connection.fetchrow(
+            """
+            SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+                   count(*) FILTER (WHERE status = 'delivered') AS delivered
+            FROM outbox_events WHERE team_id = $1 AND kind = 'webhook'
+            """,
+            team_id,
+        )
+        span = await connection.fetchval(
+            """
+            SELECT extract(epoch FROM max(a.created_at) - min(a.created_at))
+            FROM delivery_attempts a JOIN outbox_events o ON o.id = a.outbox_event_id
+            WHERE o.team_id = $1
+            """,
+            team_id,
+        )
+    finally:
+        await connection.close()
+    return int(row["pending"]), int(row["delivered"]), None if span is None else float(span)
+
+
+def delivery(stack: Stack, report: Report, args: argparse.Namespace) -> None:
+    """Start the workers on the backlog the create phase left, until it is drained."""
+    tenant = stack.tenant
+    assert tenant is not None
+    dsn = plain_dsn(stack.crm_database)
+    pending, _, _ = asyncio.run(_delivery_progress(dsn, tenant.team_id))
+    started = time.monotonic()
+    stack.start_workers()
+    wait_until(
+        lambda: asyncio.run(_delivery_progress(dsn, tenant.team_id))[0] == 0,
+        timeout=args.drain_timeout,
+        interval=0.5,
+        message="the create backlog was not delivered in time",
+    )
+    _, delivered, span = asyncio.run(_delivery_progress(dsn, tenant.team_id))
+    rate = delivered / span if span else 0.0
+    report.delivery = {
+        "events": delivered,
+        "backlog_at_start": pending,
+        "seconds_first_to_last_attempt": round(span or 0.0, 2),
+        "events_per_second": round(rate, 1),
+        "drained_after_seconds": round(time.monotonic() - started, 1),
+        "pool": stack.worker_options["pool"],
+        "worker_hosts": stack.worker_options["hosts"],
+    }
+    print(f"delivery         {rate:8.0f} events/s  ({delivered} events, {span or 0:.1f} s)")
+
+
+def preview(stack: Stack, report: Report, args: argparse.Namespace) -> None:
+    tenant = stack.tenant
+    assert tenant is not None
+    room = f"poll-{uuid.uuid4().hex[:8]}"
+    with httpx.Client(timeout=30) as http:
+        http.post(
+            f"{stack.crm_url}/api/v3.1/deals",
+            json={"name": "Polled", "channel_integration_room_id": room, "creator_flag": "bot"},
+            headers=tenant.crm_auth,
+        ).raise_for_status()
+        url = f"{stack.omni_url}/api/v1/rooms/{room}/crm_preview"
+
+        def shown() -> str | None:
+            answer = http.get(url, headers=tenant.omni_auth)
+            return answer.headers.get("etag") if answer.json().get("deal") else None
+
+        etag = wait_until(shown, timeout=30, message="the polled room never showed its deal")
+        probe = http.get(url, headers={**tenant.omni_auth, "If-None-Match": etag})
+        assert probe.status_code == 304, probe.status_code
+    hello, hello_url = _bare("bench.bare_hello_app:app", {}, stack.log_dir, "bare-hello")
+    try:
+        baseline = wrk.run(f"{hello_url}/hello", duration_seconds=args.duration)
+    finally:
+        hello.stop()
+    hit = wrk.preview_poll(
+        stack.omni_url, room, tenant.omni_token, etag=etag, duration_seconds=args.duration
+    )
+    full = wrk.preview_poll(stack.omni_url, room, tenant.omni_token, duration_seconds=args.duration)
+    report.throughput["preview_304"] = _entry(hit, baseline)
+    report.throughput["preview_200"] = _entry(full, baseline)
+    print(f"preview 304      {hit.summary()}  /hello {baseline.requests_per_second:.0f} req/s")
+    print(f"preview 200      {full.summary()}")
+
+
+async def _organization_id(dsn: str, company_id: str) -> int:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await connection.fetchval(
+                "SELECT id FROM organizations WHERE company_id = $1", company_id
+            )
+        )
+    finally:
+        await connection.close()
+
+
+def receiver(stack: Stack, report: Report, args: argparse.Namespace) -> None:
+    tenant = stack.tenant
+    assert tenant is not None
+    organization = Organization(tenant.company_id, tenant.omni_token, tenant.webhook_secret)
+    dsn = plain_dsn(stack.omni_database)
+    rooms = max(1000, int(args.duration * 4000 / 4))  # more events than either can take
+    bare, bare_url = _bare(
+        "bench.bare_receiver_app:app",
+        {
+            "BENCH_DATABASE_DSN": dsn,
+            "BENCH_WEBHOOK_SECRET": tenant.webhook_secret,
+            "BENCH_ORGANIZATION_ID": str(asyncio.run(_organization_id(dsn, tenant.company_id))),
+        },
+        stack.log_dir,
+        "bare-receiver",
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            events = Path(scratch) / "bare.events"
+            wrk.write_events(events, receiver_events(organization, rooms, 10_000_000))
+            baseline = wrk.receiver(bare_url, events, duration_seconds=args.duration)
+        finally:
+            bare.stop()
+        events = Path(scratch) / "omni.events"
+        wrk.write_events(events, receiver_events(organization, rooms, 20_000_000))
+        real = wrk.receiver(stack.omni_url, events, duration_seconds=args.duration)
+    report.throughput["receiver"] = _entry(real, baseline)
+    print(f"receiver         {real.summary()}  bare {baseline.requests_per_second:.0f} req/s")
+
+
+# -- create → preview, open loop ----------------------------------------------------------
+
+
+async def _open_loop(stack: Stack, rate: float, seconds: float) -> tuple[dict[str, float], int]:
+    """Send ``rate * seconds`` creates on a fixed schedule; returns each room's scheduled
+    send time (epoch seconds) and how many requests failed."""
+    tenant = stack.tenant
+    assert tenant is not None
+    tag = uuid.uuid4().hex[:6]
+    scheduled: dict[str, float] = {}
+    failures = 0
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+    async with httpx.AsyncClient(
+        base_url=stack.crm_url, headers=tenant.crm_auth, limits=limits, timeout=30
+    ) as http:
+
+        async def send(room: str) -> None:
+            nonlocal failures
+            body = {
+                "name": f"Open loop {room}",
+                "channel_integration_room_id": room,
+                "creator_flag": "bot",
+                "crm_lead_ids": [tenant.contact_id],
+            }
+            try:
+                answer = await http.post("/api/v3.1/deals", json=body)
+                failures += answer.status_code != 201
+            except httpx.HTTPError:
+                failures += 1
+
+        start_wall, start = time.time() + 0.2, time.monotonic() + 0.2
+        tasks = []
+        for number in range(int(rate * seconds)):
+            offset = number / rate
+            delay = start + offset - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            room = f"lat-{tag}-{number}"
+            scheduled[room] = start_wall + offset
+            tasks.append(asyncio.create_task(send(room)))
+        await asyncio.gather(*tasks)
+    return scheduled, failures
+
+
+async def _visible_at(dsn: str, rooms: list[str]) -> dict[str, float]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT room_id, extract(epoch FROM changed_at) AS at FROM deal_previews"
+            " WHERE room_id = ANY($1::text[])",
+            rooms,
+        )
+    finally:
+        await connection.close()
+    return {row["room_id"]: float(row["at"]) for row in rows}
+
+
+def _percentile(values: list[float], percent: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
+
+
+def latency(stack: Stack, report: Report, args: argparse.Namespace, pool: str) -> None:
+    if stack.workers and stack.worker_options.get("running_pool") != pool:
+        stack.stop_workers()
+    if not stack.workers:
+        stack.start_workers(pool)
+        stack.worker_options["running_pool"] = pool
+    scheduled, failures = asyncio.run(_open_loop(stack, args.rate, args.latency_seconds))
+    dsn = plain_dsn(stack.omni_database)
+    rooms = list(scheduled)
+    deadline = time.monotonic() + 30
+    seen = asyncio.run(_visible_at(dsn, rooms))
+    while len(seen) < len(rooms) and time.monotonic() < deadline:
+        time.sleep(0.25)
+        seen = asyncio.run(_visible_at(dsn, rooms))
+    delays = [(seen[room] - scheduled[room]) * 1000 for room in rooms if room in seen]
+    third = max(1, len(delays) // 3)
+    entry = {
+        "rate_per_second": args.rate,
+        "seconds": args.latency_seconds,
+        "creates": len(rooms),
+        "failed_creates": failures,
+        "not_visible_after_30s": len(rooms) - len(seen),
+        "p50_ms": round(_percentile(delays, 50), 1),
+        "p95_ms": round(_percentile(delays, 95), 1),
+        "p99_ms": round(_percentile(delays, 99), 1),
+        "max_ms": round(max(delays, default=float("nan")), 1),
+        # A backlog that grows shows as the last third waiting longer than the first.
+        "first_third_p50_ms": round(_percentile(delays[:third], 50), 1),
+        "last_third_p50_ms": round(_percentile(delays[-third:], 50), 1),
+    }
+    report.latency[pool] = entry
+    print(
+        f"create→preview   {pool:<8} p50 {entry['p50_ms']} ms  p95 {entry['p95_ms']} ms"
+        f"  p99 {entry['p99_ms']} ms  (first third p50 {entry['first_third_p50_ms']} ms,"
+        f" last third {entry['last_third_p50_ms']} ms, {entry['not_visible_after_30s']} missing)"
+    )
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def table(report: Report) -> str:
+    """The Markdown table the README shows."""
+    rows = ["| path | project | bare, same run | ratio | target |", "|---|---|---|---|---|"]
+    names = {
+        "create": "`POST /api/v3.1/deals` (wrk -c16)",
+        "preview_304": "`crm_preview` with `If-None-Match` (304)",
+        "preview_200": "`crm_preview` (200)",
+        "receiver": "`POST /webhooks/crm` (distinct signed events)",
+    }
+    for key, label in names.items():
+        entry = report.throughput.get(key)
+        if entry is None:
+            continue
+        rows.append(
+            f"| {label} | {entry['requests_per_second']:,.0f} req/s, p50 {entry['p50_ms']:.1f} ms"
+            f" | {entry['baseline_requests_per_second']:,.0f} req/s | {entry['ratio']:.2f}"
+            f" | ≥ {TARGETS[key]} |"
+        )
+    if report.delivery:
+        rows.append(
+            f"| delivery, one worker host ({report.delivery['pool']}) |"
+            f" {report.delivery['events_per_second']:,.0f} events/s | | |"
+            f" ≥ {TARGETS['delivery_events_per_second']:.0f} |"
+        )
+    for pool, entry in report.latency.items():
+        rows.append(
+            f"| create → preview visible, {entry['rate_per_second']:g}/s open loop, {pool} |"
+            f" p50 {entry['p50_ms']} ms, p95 {entry['p95_ms']} ms"
+            f" (first/last third p50 {entry['first_third_p50_ms']}/{entry['last_third_p50_ms']} ms)"
+            f" | | | p95 < {TARGETS['create_to_preview_p95_ms']:.0f} ms |"
+        )
+    if report.rss_mb:
+        peak = max(report.rss_mb.items(), key=lambda item: item[1])
+        rows.append(
+            f"| peak RSS of any process | {peak[1]:.0f} MB ({peak[0]}) | | |"
+            f" ≤ {TARGETS['rss_mb']:.0f} MB |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report path")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run")
+    parser.add_argument("--rate", type=float, default=100.0, help="open-loop creates per second")
+    parser.add_argument("--latency-seconds", type=float, default=10.0, help="open-loop length")
+    parser.add_argument(
+        "--pools", default="prefork,threads", help="pools for the latency phase, comma-separated"
+    )
+    parser.add_argument("--drain-timeout", type=float, default=90.0, help="delivery phase cap")
+    parser.add_argument(
+        "--scale-out", action="store_true", help="2 uvicorn workers per API, 2 worker hosts"
+    )
+    args = parser.parse_args()
+    if not 1 <= args.duration <= 60 or not 1 <= args.rate <= 1000:
+        parser.error("--duration must be 1..60 and --rate 1..1000")
+    pools = [pool.strip() for pool in args.pools.split(",") if pool.strip()]
+    began = time.monotonic()
+    report = Report(machine=machine(), options={**vars(args), "out": str(args.out)})
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        log_dir = Path(scratch)
+        with running_stack(
+            log_dir,
+            pool=pools[0] if pools else "prefork",
+            api_workers=2 if args.scale_out else 1,
+            worker_hosts=2 if args.scale_out else 1,
+            workers=False,
+        ) as stack:
+            try:
+                with peak_rss(stack, report.rss_mb):
+                    create(stack, report, args)
+                    delivery(stack, report, args)
+                    stack.worker_options["running_pool"] = stack.worker_options["pool"]
+                    preview(stack, report, args)
+                    receiver(stack, report, args)
+                    for pool in pools:
+                        latency(stack, report, args, pool)
+            except BaseException:
+                for process in (*stack.apis, *stack.workers):
+                    sys.stderr.write(process.tail(20) + "\n")
+                raise
+    report.seconds = round(time.monotonic() - began, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(asdict(report), indent=2, default=str) + "\n")
+    print()
+    print(table(report))
+    print(
+        f"\n{report.machine['cpus']} cores, {report.machine['cpu']}; {report.seconds} s; {args.out}"
+    )
+
+
+if __name__ == "__main__":
+    main()
