@@ -39,5 +39,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The hot paths of the real stack against bare baselines, in one run (bench/run.py):
+# writes bench/results/latest.json and prints the table the README shows. Needs wrk.
+# BENCH_ARGS=--scale-out runs 2 processes per API and 2 worker hosts.
+bench: $(STAMP)
+	command -v wrk >/dev/null || apt-get install -y wrk
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 clean:
 	rm -rf var .pytest_cache

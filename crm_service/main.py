@@ -32,6 +32,9 @@ from service_kit.pages import KIT_STATIC_PATH, kit_static_files
 from service_kit.production import refuse_development_secrets
 from service_kit.request_guard import BadTextGuard
 
+# Per API process (compose runs two): 2 x 20 of PostgreSQL's default 100 connections.
+API_POOL = {"pool_size": 20, "max_overflow": 0}
+
 # Operations that can answer 409: an Idempotency-Key still in flight, a team that exists,
 # a replay of an event that is still pending.
 CONFLICTS = (
@@ -56,7 +59,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # checkout, i.e. every request. A connection the server dropped fails its request
         # once and the pool then replaces every connection older than the failure;
         # recycling bounds how long an idle connection can go stale unnoticed.
-        engine = create_engine(settings.database_url, pool_pre_ping=False, pool_recycle=1800)
+        # A fixed pool, no overflow: an overflow connection is closed as soon as it is
+        # returned, so a burst wider than the pool opened and closed a connection (TCP,
+        # TLS negotiation, authentication) on nearly every request. Past the pool,
+        # requests wait for a connection instead.
+        engine = create_engine(
+            settings.database_url,
+            pool_pre_ping=False,
+            pool_recycle=1800,
+            **({} if settings.database_url.startswith("sqlite") else API_POOL),
+        )
         app.state.engine = engine
         app.state.session_factory = session_factory(engine)
         app.state.flag_cache = build_flag_cache(settings.redis_url)
