@@ -4,7 +4,8 @@
 
 Real processes on loopback: the Omni API and the CRM API (uvicorn, each on a throw-away
 migrated PostgreSQL database), one plain CRM Celery worker (``--concurrency`` pool processes,
-every queue, so notes compete with the webhooks the same creates emit), a private Redis broker. One Omni organization and CRM team, linked, flag on;
+every queue, so notes compete with the webhooks the same creates emit), a private Redis
+broker. One Omni organization and CRM team, linked, flag on;
 ``--rooms`` rooms with ``--messages`` chat messages each. Then ``--records`` bot deals
 and tickets (alternating, rooms in turn) are created one after the other; after each
 201 the record's timeline is polled every ``--poll-ms`` until the note is there.
