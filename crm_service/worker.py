@@ -44,6 +44,7 @@ from kombu.transport import redis as kombu_redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm_service.database import create_engine, session_factory
+from crm_service.events.delivery import BATCH_LIMIT, SendSlots
 from crm_service.logs import configure_logging
 from crm_service.settings import Settings, get_settings
 from crm_service.teams.features import FlagCache, build_flag_cache
@@ -185,7 +186,9 @@ def webhook_client(settings: Settings) -> httpx.AsyncClient:
     seconds = settings.webhook_timeout_seconds
     return httpx.AsyncClient(
         timeout=httpx.Timeout(connect=seconds, read=seconds, write=seconds, pool=seconds),
-        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        # One connection per send of a full batch, all kept alive between batches (httpcore
+        # closes idle ones while the pool holds more than the keep-alive limit).
+        limits=httpx.Limits(max_connections=BATCH_LIMIT, max_keepalive_connections=BATCH_LIMIT),
         follow_redirects=False,
         headers={"user-agent": "crm-service-webhooks/0.1"},
     )
@@ -200,6 +203,7 @@ class Resources:
     sessions: async_sessionmaker[AsyncSession]
     webhooks: httpx.AsyncClient
     flags: FlagCache
+    send_slots: SendSlots
 
 
 async def _open_resources(settings: Settings) -> Resources:
@@ -210,6 +214,7 @@ async def _open_resources(settings: Settings) -> Resources:
         sessions=session_factory(engine),
         webhooks=webhook_client(settings),
         flags=build_flag_cache(settings.redis_url),
+        send_slots=SendSlots(BATCH_LIMIT),
     )
 
 

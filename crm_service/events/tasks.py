@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from crm_service.events.delivery import DeliveryPolicy, deliver
+from crm_service.events.delivery import DeliveryPolicy, deliver_batch
 from crm_service.events.sweep import claim_overdue, overdue_grace, purge_idempotency_keys
 from crm_service.settings import get_settings
 from crm_service.worker import (
@@ -39,22 +39,26 @@ SWEEP_DEADLINE_SECONDS = max(30.0, 2 * _settings.outbox_sweep_seconds)
 
 @celery_app.task(name=DELIVER_WEBHOOK, time_limit=DELIVERY_LEASE_SECONDS)  # type: ignore[untyped-decorator]
 def deliver_webhook(outbox_id: int) -> str:
-    """One attempt at one webhook row; schedules the next attempt when it should retry."""
-    result = runtime.run(
-        lambda shared: deliver(
+    """One attempt at this webhook row and at the other due rows claimed with it;
+    schedules the next attempt of each one that should retry."""
+    batch = runtime.run(
+        lambda shared: deliver_batch(
             shared.sessions,
             shared.webhooks,
             shared.flags,
             outbox_id,
             DeliveryPolicy.from_settings(shared.settings),
+            slots=shared.send_slots,
         ),
         deadline=DELIVERY_DEADLINE_SECONDS,
     )
-    if result.dispatch_in is not None:
+    for row_id, result in batch.rows.items():
+        if result.dispatch_in is None:
+            continue
         try:
             celery_app.send_task(
                 DELIVER_WEBHOOK,
-                args=[outbox_id],
+                args=[row_id],
                 queue=WEBHOOKS_QUEUE,
                 countdown=result.dispatch_in,
                 retry=False,
@@ -62,9 +66,9 @@ def deliver_webhook(outbox_id: int) -> str:
         except Exception as error:  # the row holds next_attempt_at; the sweep re-sends it
             log.warning(
                 "could not schedule the next attempt; the sweep will",
-                extra={"outbox_id": outbox_id, "error": repr(error)},
+                extra={"outbox_id": row_id, "error": repr(error)},
             )
-    return result.outcome.value
+    return batch.own.outcome.value
 
 
 @celery_app.task(name=SWEEP_OUTBOX, time_limit=SWEEP_DEADLINE_SECONDS + 5)  # type: ignore[untyped-decorator]
