@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import Any
 
 import httpx
 from sqlalchemy import insert, select, update
@@ -289,7 +288,7 @@ async def _parity_on(
 
 
 @functools.cache
-def _claim_statement(limit: int) -> ReturningUpdate[Any]:
+def _claim_statement(limit: int) -> ReturningUpdate[int, str, int, str, int, str | None, int]:
     return claim_due_batch(WEBHOOK, limit).returning(
         OutboxEvent.id,
         OutboxEvent.webhook_id,
