@@ -2,21 +2,32 @@
 
     .venv/bin/python -m bench.delivery_throughput --events 2000 --concurrency 2
 
-Sets up a throw-away PostgreSQL database (migrated), a private Redis broker and a
-loopback receiver answering 200; writes ``--events`` pending webhook rows for one linked
-team and queues their tasks; then starts one worker (``--concurrency`` pool processes)
-and waits until every row is delivered. Throughput is measured between the first and
-the last recorded attempt, so worker start-up is not counted. Needs PostgreSQL on
-127.0.0.1:5432 (``TEST_POSTGRES_DSN``) and ``redis-server``.
+Sets up a throw-away PostgreSQL database (migrated), a private Redis (broker and flag
+cache, as in compose) and a receiver answering 200; writes ``--events`` pending webhook
+rows for one linked team and queues their tasks; then starts one worker
+(``--concurrency`` pool processes, ``--pool``) and waits until every row is delivered.
+Throughput is measured between the first and the last recorded attempt, so worker
+start-up is not counted; the worker's CPU time (all its processes) over the same run is
+printed per event, the steadier number on a shared machine.
+
+The receiver is a bare asyncio HTTP/1.1 server in a process of its own (``--receiver
+fast``, the default): a few microseconds per request, so it is not what is measured.
+``--receiver loopback`` is the tests' threaded receiver in this process. Needs PostgreSQL
+on 127.0.0.1:5432 (``TEST_POSTGRES_DSN``) and ``redis-server``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -42,6 +53,120 @@ from tests.support.processes import (
 )
 
 MAX_EVENTS = 20_000
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+
+
+class FastReceiver(asyncio.Protocol):
+    """Answers every request 200 on a keep-alive connection; counts requests and
+    distinct ``webhook-id`` values."""
+
+    def __init__(self, seen: set[bytes], counts: list[int]) -> None:
+        self._buffer = b""
+        self._seen = seen
+        self._counts = counts
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while True:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self._buffer[:end].lower()
+            length = 0
+            webhook_id = b""
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"webhook-id":
+                    webhook_id = value.strip()
+            if len(self._buffer) < end + 4 + length:
+                return
+            self._buffer = self._buffer[end + 4 + length :]
+            self._counts[0] += 1
+            self._seen.add(webhook_id)
+            assert self._transport is not None
+            self._transport.write(ANSWER)
+
+
+def serve_fast(control: multiprocessing.Queue[int], totals: multiprocessing.Queue[int]) -> None:
+    """The fast receiver's process: puts its port on ``control``, serves until it reads
+    anything from ``control``, then puts requests and distinct ids on ``totals``."""
+
+    async def run() -> None:
+        seen: set[bytes] = set()
+        counts = [0]
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: FastReceiver(seen, counts), "127.0.0.1", 0, backlog=1024
+        )
+        control.put(server.sockets[0].getsockname()[1])
+        await loop.run_in_executor(None, control.get)
+        server.close()
+        totals.put(counts[0])
+        totals.put(len(seen))
+
+    asyncio.run(run())
+
+
+@dataclass
+class Received:
+    url: str
+    requests: int = 0
+    distinct_ids: int = 0
+
+
+@contextmanager
+def receiver(kind: str) -> Iterator[Received]:
+    """A receiver answering 200; its counts are filled in when the block ends."""
+    if kind == "loopback":
+        with LoopbackReceiver() as loopback:
+            endpoint = loopback.endpoint()
+            received = Received(endpoint.base_url)
+            try:
+                yield received
+            finally:
+                received.requests = len(endpoint.requests)
+                received.distinct_ids = len(
+                    {request.headers["webhook-id"] for request in endpoint.requests}
+                )
+        return
+    context = multiprocessing.get_context("spawn")
+    control: multiprocessing.Queue[int] = context.Queue()
+    totals: multiprocessing.Queue[int] = context.Queue()
+    process = context.Process(target=serve_fast, args=(control, totals), daemon=True)
+    process.start()
+    received = Received(f"http://127.0.0.1:{control.get(timeout=30)}")
+    try:
+        yield received
+    finally:
+        control.put(0)
+        received.requests, received.distinct_ids = totals.get(timeout=10), totals.get(timeout=10)
+        process.join(timeout=10)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and of its live children (the pool processes)."""
+    total = 0.0
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    pids += [int(child) for child in children]
+    for one in pids:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
 
 
 def event_body(record_id: int) -> str:
@@ -144,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--pool", default="prefork")
+    parser.add_argument("--receiver", choices=("fast", "loopback"), default="fast")
     args = parser.parse_args(argv)
     if not 2 <= args.events <= MAX_EVENTS:
         parser.error(f"--events must be between 2 and {MAX_EVENTS}")
@@ -153,17 +279,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with (
             RedisServer() as redis,
-            LoopbackReceiver() as receiver,
+            receiver(args.receiver) as omni,
             tempfile.TemporaryDirectory() as logs,
         ):
-            omni = receiver.endpoint()
-            ids = asyncio.run(write_events(database_url, omni.base_url, args.events))
+            ids = asyncio.run(write_events(database_url, omni.url, args.events))
             settings = Settings(database_url=database_url, celery_broker_url=redis.url())
             producer = make_celery(settings)
             for outbox_id in ids:
                 producer.send_task(DELIVER_WEBHOOK, args=[outbox_id], queue=WEBHOOKS_QUEUE)
 
-            env = service_env(CRM_DATABASE_URL=database_url, CELERY_BROKER_URL=redis.url())
+            env = service_env(
+                CRM_DATABASE_URL=database_url, CELERY_BROKER_URL=redis.url(), REDIS_URL=redis.url()
+            )
             worker = start_celery_worker(
                 env,
                 log_dir=Path(logs),
@@ -171,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
                 concurrency=args.concurrency,
                 pool=args.pool,
             )
+            assert worker.process is not None
+            cpu_before = cpu_seconds(worker.process.pid)
             try:
                 wait_until(
                     lambda: asyncio.run(delivered_count(database_url)) == args.events,
@@ -178,19 +307,22 @@ def main(argv: list[str] | None = None) -> int:
                     interval=0.5,
                     message=worker.tail,
                 )
+                cpu = cpu_seconds(worker.process.pid) - cpu_before
             finally:
                 worker.stop()
             attempts, seconds, latencies = asyncio.run(attempt_stats(database_url))
-            received = len(omni.requests)
     finally:
         drop_database(database)
 
     rate = (attempts - 1) / seconds if seconds > 0 else float("inf")
     cuts = statistics.quantiles(latencies, n=100)
     print(
-        f"events={args.events} attempts={attempts} received={received} "
-        f"worker_concurrency={args.concurrency} pool={args.pool}\n"
+        f"events={args.events} attempts={attempts} received={omni.requests} "
+        f"distinct_ids={omni.distinct_ids} "
+        f"worker_concurrency={args.concurrency} pool={args.pool} receiver={args.receiver}\n"
         f"first-to-last attempt: {seconds:.2f} s -> {rate:.0f} events/s\n"
+        f"worker CPU: {cpu:.2f} s -> {1000 * cpu / args.events:.2f} ms per event "
+        "(start-up and idle polling included)\n"
         f"attempt latency ms: p50={cuts[49]:.0f} p95={cuts[94]:.0f} max={max(latencies)}"
     )
     return 0

@@ -1,22 +1,33 @@
-"""One signed delivery attempt of one outbox row (DESIGN.md §5).
+"""Signed delivery attempts of outbox rows (DESIGN.md §5), a batch per task.
 
-An attempt runs in four short steps, never holding a transaction open across the
-network:
+A task makes one attempt at its own row and, in the same run, at up to
+:data:`BATCH_LIMIT` - 1 other due rows (as many as the process has send slots free). A
+batch runs in four short steps, never holding a transaction open across the network:
 
-1. **claim** — a conditional UPDATE takes the row if it is a pending webhook that is
-   due, bumps ``attempt_count`` and pushes ``next_attempt_at`` past the attempt's longest
-   duration (the lease). A duplicate task for the same row (a redelivery, the sweep, a
-   replay) finds nothing to claim and does nothing; a worker that dies mid-attempt leaves
-   a lease that expires, and the sweep hands the row out again.
-2. **gate** — the team's ``bot_ai_creation_parity`` flag, read through the shared flag
-   cache (RFC §4 rollback: turning the flag off stops the events). Off ⇒ nothing is sent,
-   the row is ``failed`` at once with the reason in its attempt log; an admin replays it
+1. **claim** — one UPDATE takes the task's row if it is a pending webhook that is due,
+   and with it other due ones (``FOR UPDATE SKIP LOCKED``: two claimers never take the
+   same row), bumps each one's ``attempt_count`` and pushes its ``next_attempt_at`` past
+   the batch's longest duration (the lease). A task whose row is already claimed or done
+   (a redelivery, the sweep, a replay, a row an earlier batch took) claims nothing and
+   does nothing; a worker that dies mid-batch leaves leases that expire, and the sweep
+   hands the rows out again.
+2. **gate** — each team's ``bot_ai_creation_parity`` flag, read through the shared flag
+   cache once per team, after the claim and right before the sends (RFC §4 rollback:
+   turning the flag off stops the events). Off ⇒ nothing is sent for that team's rows,
+   each is ``failed`` at once with the reason in its attempt log; an admin replays them
    after turning the flag on again.
-3. **send** — the stored body, signed afresh (new ``webhook-timestamp``, same
-   ``webhook-id``), POSTed to ``{base_url}/webhooks/crm`` under a total deadline.
-4. **record** — a :class:`DeliveryAttempt` row, and the row's new state: ``delivered``
-   on 2xx; a next attempt on 5xx / 408 / 429 / network error / timeout; ``failed`` at
-   once on any other answer, or when the retry schedule is exhausted.
+3. **send** — each stored body, signed afresh (new ``webhook-timestamp``, same
+   ``webhook-id``), POSTed to ``{base_url}/webhooks/crm`` under a total deadline; the
+   batch's sends run at once over the worker's keep-alive client, so the batch takes as
+   long as its slowest send, which the lease covers.
+4. **record** — one INSERT of a :class:`DeliveryAttempt` per row, and each row's new
+   state (one UPDATE for the delivered rows, one per row otherwise): ``delivered`` on
+   2xx; a next attempt on 5xx / 408 / 429 / network error / timeout; ``failed`` at once
+   on any other answer, or when the retry schedule is exhausted. Then each row's metric
+   and log line, as if it had had a task of its own.
+
+Rows are independent: no order between them is kept (the receiver orders by version,
+DESIGN.md §4), one row's answer never changes another's outcome.
 
 A team without an Omnichannel link is a failed attempt that retries on the schedule, so
 an event written before the link exists still goes out once the team is linked.
@@ -25,21 +36,24 @@ an event written before the link exists still goes out once the team is linked.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from crm_service.database import utcnow
 from crm_service.events.models import DeliveryAttempt, OutboxEvent, OutboxStatus
-from crm_service.events.outbox import WEBHOOK, claim_due_row
+from crm_service.events.outbox import WEBHOOK, claim_due_batch
 from crm_service.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_LATENCY
 from crm_service.settings import Settings
 from crm_service.teams.features import BOT_AI_CREATION_PARITY, FlagCache, is_enabled
@@ -64,6 +78,9 @@ MAX_COUNTDOWN_SECONDS = 600.0
 RETRY_AFTER_CAP_SECONDS = 3600.0
 NO_LINK_ERROR = "no omnichannel link"
 FLAG_OFF_ERROR = f"{BOT_AI_CREATION_PARITY} is off for this team; replay after turning it on"
+# Rows one task claims at most: its own and up to this many - 1 others. Equal to the
+# webhook client's connection limit, so a batch's sends never queue for a connection.
+BATCH_LIMIT = 20
 
 
 class Outcome(StrEnum):
@@ -121,6 +138,34 @@ class DeliveryResult:
     outcome: Outcome
     retry_in: float | None = None
     dispatch_in: float | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """``own``: what became of the task's own row; ``rows``: every claimed row's result
+    (the own row's included), by outbox id."""
+
+    own: DeliveryResult
+    rows: dict[int, DeliveryResult] = field(default_factory=dict)
+
+
+class SendSlots:
+    """How many sends a worker process has in flight, bounded by its webhook client's
+    connections. Used on the process's one loop only, so it needs no lock: a batch takes
+    slots before its claim and gives them back when its rows are recorded. A task always
+    gets a slot for its own row, as one task per row did."""
+
+    def __init__(self, capacity: int = BATCH_LIMIT) -> None:
+        self.capacity = capacity
+        self.in_flight = 0
+
+    def take(self, wanted: int) -> int:
+        taken = max(1, min(wanted, self.capacity - self.in_flight))
+        self.in_flight += taken
+        return taken
+
+    def give_back(self, count: int) -> None:
+        self.in_flight -= count
 
 
 @dataclass(frozen=True)
@@ -189,26 +234,48 @@ async def deliver(
     *,
     rng: random.Random | None = None,
 ) -> DeliveryResult:
-    """Make one attempt at outbox row ``outbox_id`` if it is due; see the module doc.
+    """Make one attempt at outbox row ``outbox_id`` alone, if it is due."""
+    batch = await deliver_batch(sessions, client, flags, outbox_id, policy, limit=1, rng=rng)
+    return batch.own
+
+
+async def deliver_batch(
+    sessions: async_sessionmaker[AsyncSession],
+    client: httpx.AsyncClient,
+    flags: FlagCache,
+    outbox_id: int,
+    policy: DeliveryPolicy,
+    *,
+    limit: int = BATCH_LIMIT,
+    slots: SendSlots | None = None,
+    rng: random.Random | None = None,
+) -> BatchResult:
+    """Make one attempt at outbox row ``outbox_id`` if it is due, and at up to
+    ``limit - 1`` other due rows with it (fewer when ``slots`` has fewer free); see the
+    module doc.
 
     ``flags`` is the worker process's one flag cache: with ``REDIS_URL`` set it is the
     Redis one the API writes each flag change to after its commit, so an attempt sees the
     change at once."""
     rng = rng or random.SystemRandom()
-    claimed = await _claim(sessions, outbox_id, policy)
-    if claimed is None:
-        log.info("webhook not due or already handled", extra={"outbox_id": outbox_id})
-        return DeliveryResult(Outcome.SKIPPED)
-    claim, link = claimed
-    if not await _parity_on(sessions, flags, claim.team_id):
-        response = Response(status_code=None, latency_seconds=0.0, error=FLAG_OFF_ERROR)
-        return await _record(sessions, claim, response, policy, rng, flag_off=True)
-    if link is None:
-        response = Response(status_code=None, latency_seconds=0.0, error=NO_LINK_ERROR)
-    else:
-        response = await _send(client, link, claim, policy)
-        WEBHOOK_DELIVERY_LATENCY.observe(response.latency_seconds)
-    return await _record(sessions, claim, response, policy, rng)
+    slots = slots or SendSlots(limit)
+    taken = slots.take(limit)
+    try:
+        claims, links = await _claim(sessions, outbox_id, policy, taken)
+        if not claims:
+            log.info("webhook not due or already handled", extra={"outbox_id": outbox_id})
+            return BatchResult(DeliveryResult(Outcome.SKIPPED))
+        parity = {team: await _parity_on(sessions, flags, team) for team in links}
+        responses = await asyncio.gather(
+            *(
+                _attempt(client, links[claim.team_id], parity[claim.team_id], claim, policy)
+                for claim in claims
+            )
+        )
+        results = await _record(sessions, claims, responses, policy, rng)
+    finally:
+        slots.give_back(taken)
+    return BatchResult(results[outbox_id], results)
 
 
 async def _parity_on(
@@ -220,41 +287,82 @@ async def _parity_on(
         return await is_enabled(session, flags, team_id, BOT_AI_CREATION_PARITY)
 
 
+@functools.cache
+def _claim_statement(limit: int) -> ReturningUpdate[int, str, int, str, int, str | None, int]:
+    return claim_due_batch(WEBHOOK, limit).returning(
+        OutboxEvent.id,
+        OutboxEvent.webhook_id,
+        OutboxEvent.team_id,
+        OutboxEvent.event_type,
+        OutboxEvent.record_id,
+        OutboxEvent.body,
+        OutboxEvent.attempt_count,
+    )
+
+
 async def _claim(
-    sessions: async_sessionmaker[AsyncSession], outbox_id: int, policy: DeliveryPolicy
-) -> tuple[Claim, OmnichannelLink | None] | None:
-    """The claimed row and its team's link (read in the same short transaction)."""
+    sessions: async_sessionmaker[AsyncSession], outbox_id: int, policy: DeliveryPolicy, limit: int
+) -> tuple[list[Claim], dict[int, OmnichannelLink | None]]:
+    """The claimed rows (the task's own first) and their teams' links."""
     now = utcnow()
     async with sessions() as session:
-        row = (
-            await session.execute(
-                claim_due_row(
-                    outbox_id, WEBHOOK, now=now, lease=policy.lease, early=EARLY_TOLERANCE
-                ).returning(
-                    OutboxEvent.id,
-                    OutboxEvent.webhook_id,
-                    OutboxEvent.team_id,
-                    OutboxEvent.event_type,
-                    OutboxEvent.record_id,
-                    OutboxEvent.body,
-                    OutboxEvent.attempt_count,
-                )
+        # One statement, atomic on its own: no transaction around it, so a task with
+        # nothing to claim costs one round trip.
+        # Core execution on the session's connection: the ORM's bulk-UPDATE bookkeeping
+        # was a third of a claim's cost, and nothing here needs an identity map.
+        connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        rows = (
+            await connection.execute(
+                _claim_statement(limit),
+                {
+                    "outbox_id": outbox_id,
+                    "due_by": now + EARLY_TOLERANCE,
+                    "lease_until": now + policy.lease,
+                },
             )
-        ).one_or_none()
-        link = None if row is None else await session.get(OmnichannelLink, row.team_id)
-        await session.commit()
-    if row is None:
+        ).all()
+        links: dict[int, OmnichannelLink | None] = {row.team_id: None for row in rows}
+        if links:
+            for link in await session.scalars(
+                select(OmnichannelLink).where(OmnichannelLink.team_id.in_(links))
+            ):
+                links[link.team_id] = link
+    claims = [
+        Claim(
+            id=row.id,
+            webhook_id=row.webhook_id,
+            team_id=row.team_id,
+            event_type=row.event_type,
+            record_id=row.record_id,
+            body=row.body or "",
+            attempt=row.attempt_count,
+        )
+        for row in sorted(rows, key=lambda row: (row.id != outbox_id, row.id))
+    ]
+    return claims, links
+
+
+async def _attempt(
+    client: httpx.AsyncClient,
+    link: OmnichannelLink | None,
+    parity_on: bool,
+    claim: Claim,
+    policy: DeliveryPolicy,
+) -> Response | None:
+    """What one row's attempt produced; ``None`` when the flag is off (nothing sent)."""
+    if not parity_on:
         return None
-    claim = Claim(
-        id=row.id,
-        webhook_id=row.webhook_id,
-        team_id=row.team_id,
-        event_type=row.event_type,
-        record_id=row.record_id,
-        body=row.body or "",
-        attempt=row.attempt_count,
-    )
-    return claim, link
+    if link is None:
+        return Response(status_code=None, latency_seconds=0.0, error=NO_LINK_ERROR)
+    try:
+        response = await _send(client, link, claim, policy)
+    except Exception as error:  # one row's fault is its own attempt, never its batch's
+        log.exception("webhook send failed", extra={"outbox_id": claim.id})
+        response = Response(
+            status_code=None, latency_seconds=0.0, error=f"{type(error).__name__}: {error}"[:500]
+        )
+    WEBHOOK_DELIVERY_LATENCY.observe(response.latency_seconds)
+    return response
 
 
 async def _send(
@@ -313,19 +421,29 @@ async def _read_excerpt(answer: httpx.Response) -> str | None:
     return bytes(received[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
 
 
-async def _record(
-    sessions: async_sessionmaker[AsyncSession],
+@dataclass(frozen=True)
+class _Decision:
+    claim: Claim
+    response: Response
+    outcome: Outcome
+    retry_in: float | None
+    values: dict[str, object]
+
+
+def _decide(
     claim: Claim,
-    response: Response,
+    response: Response | None,
     policy: DeliveryPolicy,
     rng: random.Random,
-    *,
-    flag_off: bool = False,
-) -> DeliveryResult:
-    """``flag_off``: nothing was sent because the team's flag is off. The row fails at
-    once rather than retrying: a rollback stops the team's events, and once the flag is
-    back on an admin chooses what to replay."""
-    now = utcnow()
+    now: datetime,
+) -> _Decision:
+    """A row's outcome and new column values. ``response`` ``None``: nothing was sent
+    because the team's flag is off. The row fails at once rather than retrying: a
+    rollback stops the team's events, and once the flag is back on an admin chooses what
+    to replay."""
+    flag_off = response is None
+    if response is None:
+        response = Response(status_code=None, latency_seconds=0.0, error=FLAG_OFF_ERROR)
     delivered = response.status_code is not None and 200 <= response.status_code < 300
     retryable = not delivered and not flag_off and is_retryable(response.status_code)
     retry_in = policy.retry_delay(claim.attempt, response.retry_after, rng) if retryable else None
@@ -349,31 +467,72 @@ async def _record(
             "completed_at": now,
             "last_error": f"{reason}{response.error}",
         }
+    return _Decision(claim, response, outcome, retry_in, values)
 
-    conditions = [OutboxEvent.id == claim.id, OutboxEvent.status == OutboxStatus.PENDING]
-    if not delivered:
-        # Only the holder of the latest claim decides about retries; a delivery counts
-        # whoever made it.
-        conditions.append(OutboxEvent.attempt_count == claim.attempt)
+
+async def _record(
+    sessions: async_sessionmaker[AsyncSession],
+    claims: Sequence[Claim],
+    responses: Sequence[Response | None],
+    policy: DeliveryPolicy,
+    rng: random.Random,
+) -> dict[int, DeliveryResult]:
+    """Every row's attempt in one INSERT and its new state, in one transaction; then its
+    metric and log line."""
+    now = utcnow()
+    decisions = [
+        _decide(claim, response, policy, rng, now)
+        for claim, response in zip(claims, responses, strict=True)
+    ]
+    pending = OutboxEvent.status == OutboxStatus.PENDING
     async with sessions() as session:
-        session.add(
-            DeliveryAttempt(
-                outbox_event_id=claim.id,
-                status_code=response.status_code,
-                latency_ms=round(response.latency_seconds * 1000),
-                error=response.error,
-                response_excerpt=response.excerpt,
-                created_at=now,
+        connection = await session.connection()  # Core statements, as in the claim
+        await connection.execute(
+            insert(DeliveryAttempt),
+            [
+                {
+                    "outbox_event_id": decision.claim.id,
+                    "status_code": decision.response.status_code,
+                    "latency_ms": round(decision.response.latency_seconds * 1000),
+                    "error": decision.response.error,
+                    "response_excerpt": decision.response.excerpt,
+                    "created_at": now,
+                }
+                for decision in decisions
+            ],
+        )
+        delivered = [d.claim.id for d in decisions if d.outcome is Outcome.DELIVERED]
+        if delivered:
+            # A delivery counts whoever made it.
+            await connection.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id.in_(delivered), pending)
+                .values(status=OutboxStatus.DELIVERED, completed_at=now, last_error=None)
             )
-        )
-        await session.execute(
-            update(OutboxEvent)
-            .where(*conditions)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
+        for decision in decisions:
+            if decision.outcome is Outcome.DELIVERED:
+                continue
+            # Only the holder of the latest claim decides about retries.
+            await connection.execute(
+                update(OutboxEvent)
+                .where(
+                    OutboxEvent.id == decision.claim.id,
+                    pending,
+                    OutboxEvent.attempt_count == decision.claim.attempt,
+                )
+                .values(**decision.values)
+            )
         await session.commit()
+    return {decision.claim.id: _report(decision) for decision in decisions}
 
+
+def _report(decision: _Decision) -> DeliveryResult:
+    claim, response, outcome, retry_in = (
+        decision.claim,
+        decision.response,
+        decision.outcome,
+        decision.retry_in,
+    )
     WEBHOOK_DELIVERIES.labels(outcome=outcome.value).inc()
     log_level = logging.WARNING if outcome is Outcome.FAILED else logging.INFO
     log.log(

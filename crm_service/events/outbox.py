@@ -7,13 +7,15 @@ that work on them (webhook delivery, timeline note) take a row with the same cla
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Update, update
+from sqlalchemy import Integer, Update, bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_service.database import UTCDateTime
 from crm_service.events.dispatch import remember_for_dispatch
 from crm_service.events.models import OutboxEvent, OutboxStatus
 from crm_service.teams.features import BOT_AI_CREATION_PARITY, FlagCache, is_enabled
@@ -95,5 +97,53 @@ def claim_due_row(
             OutboxEvent.next_attempt_at <= now + early,
         )
         .values(attempt_count=OutboxEvent.attempt_count + 1, next_attempt_at=now + lease)
+        .execution_options(synchronize_session=False)
+    )
+
+
+@functools.cache
+def claim_due_batch(kind: str, limit: int) -> Update:
+    """:func:`claim_due_row` for one row plus up to ``limit - 1`` other due rows of
+    ``kind``, oldest due first, in one statement. Built once per ``(kind, limit)``; run it
+    with the parameters ``outbox_id`` (the task's row), ``due_by`` (now + the early
+    tolerance) and ``lease_until`` (now + the lease).
+
+    The others are taken only when row ``outbox_id`` is: a task whose row is already
+    claimed or done (a duplicate, or a row an earlier batch took) takes nothing. Rows are
+    locked ``FOR UPDATE SKIP LOCKED``, so two claimers at once never take the same row;
+    a row skipped because another transaction holds it is that transaction's to send or
+    to hand out again (a claim, the sweep, a replay). SQLite (one process, one writer at
+    a time) ignores the locking clause: its write lock serialises the whole statement.
+    Callers add the ``RETURNING`` they need."""
+    due = (
+        OutboxEvent.kind == kind,
+        OutboxEvent.status == OutboxStatus.PENDING,
+        OutboxEvent.next_attempt_at <= bindparam("due_by", type_=UTCDateTime),
+    )
+    own_id = bindparam("outbox_id", type_=Integer)
+    own = (
+        select(OutboxEvent.id)
+        .where(OutboxEvent.id == own_id, *due)
+        .with_for_update(skip_locked=True)
+        .cte("own")
+    )
+    taken = select(own.c.id)
+    if limit > 1:
+        others = (
+            select(OutboxEvent.id)
+            .where(OutboxEvent.id != own_id, *due, exists(select(own.c.id)))
+            .order_by(OutboxEvent.next_attempt_at, OutboxEvent.id)
+            .limit(limit - 1)
+            .with_for_update(skip_locked=True)
+            .cte("others")
+        )
+        taken = taken.union_all(select(others.c.id))  # type: ignore[assignment]
+    return (
+        update(OutboxEvent)
+        .where(OutboxEvent.id.in_(taken))
+        .values(
+            attempt_count=OutboxEvent.attempt_count + 1,
+            next_attempt_at=bindparam("lease_until", type_=UTCDateTime),
+        )
         .execution_options(synchronize_session=False)
     )

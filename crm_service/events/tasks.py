@@ -15,7 +15,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from crm_service.events.delivery import DeliveryPolicy, DeliveryResult, deliver
+from crm_service.events.delivery import BatchResult, DeliveryPolicy, deliver_batch
 from crm_service.events.sweep import claim_overdue, overdue_grace, purge_idempotency_keys
 from crm_service.settings import get_settings
 from crm_service.worker import (
@@ -40,26 +40,28 @@ DELIVERY_DEADLINE_SECONDS = max(1.0, DELIVERY_LEASE_SECONDS - 1.0)
 SWEEP_DEADLINE_SECONDS = max(30.0, 2 * _settings.outbox_sweep_seconds)
 
 
-# At most this many attempts of one batch at once (the worker's engine pool and HTTP
-# client are shared by every task of the process).
-BATCH_CONCURRENCY = 10
+# At most this many of a message's rows start their claim at once (the worker's engine
+# pool and send slots are shared by every task of the process).
+BATCH_CONCURRENCY = 5
 
 
 @celery_app.task(name=DELIVER_WEBHOOK, time_limit=DELIVERY_LEASE_SECONDS)  # type: ignore[untyped-decorator]
 def deliver_webhook(outbox_id: int) -> str:
-    """One attempt at one webhook row; schedules the next attempt when it should retry."""
-    result = runtime.run(
+    """One attempt at this webhook row and at the other due rows claimed with it;
+    schedules the next attempt of each one that should retry."""
+    batch = runtime.run(
         lambda shared: _deliver(shared, outbox_id), deadline=DELIVERY_DEADLINE_SECONDS
     )
-    _schedule_next(outbox_id, result)
-    return result.outcome.value
+    _schedule_next(batch)
+    return batch.own.outcome.value
 
 
 @celery_app.task(name=DELIVER_WEBHOOKS, time_limit=DELIVERY_LEASE_SECONDS)  # type: ignore[untyped-decorator]
 def deliver_webhooks(outbox_ids: list[int]) -> dict[str, int]:
-    """One attempt at each of several webhook rows, concurrently, each exactly as
-    :func:`deliver_webhook` makes it (its own claim, attempt record and retry). A row
-    whose attempt raised keeps its lease; the sweep sends it again when that runs out."""
+    """The rows the API handed over together: each gets the claim :func:`deliver_webhook`
+    makes for it, concurrently. The first claim usually takes the others along (they are
+    due), and theirs then find their row taken and do nothing. A row whose attempt raised
+    keeps its lease; the sweep sends it again when that runs out."""
     results = runtime.run(
         lambda shared: _deliver_all(shared, outbox_ids), deadline=DELIVERY_DEADLINE_SECONDS
     )
@@ -72,40 +74,43 @@ def deliver_webhooks(outbox_ids: list[int]) -> dict[str, int]:
             )
             outcome = "error"
         else:
-            _schedule_next(outbox_id, result)
-            outcome = result.outcome.value
+            _schedule_next(result)
+            outcome = result.own.outcome.value
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
 
 
-async def _deliver(shared: Resources, outbox_id: int) -> DeliveryResult:
-    return await deliver(
+async def _deliver(shared: Resources, outbox_id: int) -> BatchResult:
+    return await deliver_batch(
         shared.sessions,
         shared.webhooks,
         shared.flags,
         outbox_id,
         DeliveryPolicy.from_settings(shared.settings),
+        slots=shared.send_slots,
     )
 
 
 async def _deliver_all(
     shared: Resources, outbox_ids: list[int]
-) -> list[DeliveryResult | BaseException]:
+) -> list[BatchResult | BaseException]:
     gate = asyncio.Semaphore(BATCH_CONCURRENCY)
 
-    async def one(outbox_id: int) -> DeliveryResult:
+    async def one(outbox_id: int) -> BatchResult:
         async with gate:
             return await _deliver(shared, outbox_id)
 
     return await asyncio.gather(*(one(i) for i in outbox_ids), return_exceptions=True)
 
 
-def _schedule_next(outbox_id: int, result: DeliveryResult) -> None:
-    if result.dispatch_in is not None:
+def _schedule_next(batch: BatchResult) -> None:
+    for row_id, result in batch.rows.items():
+        if result.dispatch_in is None:
+            continue
         try:
             celery_app.send_task(
                 DELIVER_WEBHOOK,
-                args=[outbox_id],
+                args=[row_id],
                 queue=WEBHOOKS_QUEUE,
                 countdown=result.dispatch_in,
                 retry=False,
@@ -113,7 +118,7 @@ def _schedule_next(outbox_id: int, result: DeliveryResult) -> None:
         except Exception as error:  # the row holds next_attempt_at; the sweep re-sends it
             log.warning(
                 "could not schedule the next attempt; the sweep will",
-                extra={"outbox_id": outbox_id, "error": repr(error)},
+                extra={"outbox_id": row_id, "error": repr(error)},
             )
 
 

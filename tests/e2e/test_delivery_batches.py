@@ -2,9 +2,9 @@
 ``deliver_webhooks`` / ``write_notes`` message, and a plain worker under each pool gives
 every row of it its own attempt, outcome and note, exactly once.
 
-The records are created with no worker running; the API's own messages are then taken
-off the queues and the rows are handed over again in one batch per kind, so the worker
-sees nothing but the batch tasks.
+The API publishes to a Redis database no worker reads; the test then hands the rows over
+in one batch per kind on the worker's broker, so the worker sees nothing but the batch
+tasks.
 """
 
 from __future__ import annotations
@@ -46,8 +46,11 @@ def stack(
     worker_pool: Pool,
     tmp_path: Path,
 ) -> Iterator[CrmStack]:
-    env = crm_env(module_database_url, redis_server.url(0), redis_server.url(1))
-    with run_crm(env, tmp_path, worker=False, **worker_pool.options) as running:
+    worker_env = crm_env(module_database_url, redis_server.url(0), redis_server.url(1))
+    api_env = {**worker_env, "CELERY_BROKER_URL": redis_server.url(2)}  # nobody consumes it
+    with run_crm(
+        api_env, tmp_path, worker=False, worker_env=worker_env, **worker_pool.options
+    ) as running:
         yield running
 
 
@@ -67,10 +70,7 @@ def outbox_rows(database_url: str, team_id: int) -> list[tuple[int, str]]:
 def hand_over_as_batches(
     monkeypatch: pytest.MonkeyPatch, broker_url: str, items: list[tuple[int, str]]
 ) -> None:
-    """Drop what the API published, then publish the rows again, one message per kind."""
-    redis = Redis.from_url(broker_url)
-    redis.delete("webhooks", "notes")
-    redis.close()
+    """Publish the rows on the worker's broker, one message per kind."""
     app = worker.make_celery(
         Settings(database_url="sqlite+aiosqlite://", celery_broker_url=broker_url)
     )
