@@ -16,7 +16,8 @@ id, no room lock, no ordering between records of a room, no validation beyond ``
 ``BENCH_ORGANIZATION_ID`` must name an existing row of ``organizations`` (the foreign
 key holds). Every record is written ``active``, so send at most one deal and one ticket
 record per room (the partial unique index allows one active row per room and kind), as
-``bench/wrk.py``'s receiver events do.
+``bench/omni_wrk.py``'s receiver events do (a create racing an update of the same record
+is retried once).
 """
 
 from __future__ import annotations
@@ -131,7 +132,13 @@ async def receive(request: Request) -> Response:
     else:
         statement = UPSERT_TICKET
         parameters += [data.get("unique_ticket_id"), data.get("description"), data.get("priority")]
-    written = await request.app.state.pool.fetchval(statement, *parameters)
+    try:
+        written = await request.app.state.pool.fetchval(statement, *parameters)
+    except asyncpg.UniqueViolationError:
+        # A create and an update of one record racing: both rows are ``active`` in one
+        # room, and the room's partial unique index (not the ON CONFLICT arbiter) fires
+        # first. The second attempt finds the committed row and updates it.
+        written = await request.app.state.pool.fetchval(statement, *parameters)
     outcome = "applied" if written is not None else "ignored"
     return Response(b'{"status":"' + outcome.encode() + b'"}', media_type="application/json")
 
