@@ -22,6 +22,7 @@ from service_kit.database import (
     create_engine,
     insert_ignoring_conflict,
     run_after_commit,
+    run_after_rollback,
     session_factory,
     utcnow,
 )
@@ -51,6 +52,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
         except BaseException:
             await session.rollback()
+            await run_after_rollback(session)
             raise
         await run_after_commit(session)
 

@@ -12,7 +12,9 @@ from omni_service.database import create_engine, session_factory
 from omni_service.errors import install_error_handlers
 from omni_service.inbox.router import INBOX_STATIC_PATH, inbox_static_files
 from omni_service.inbox.router import router as inbox_router
+from omni_service.organizations.cache import OrganizationCache
 from omni_service.organizations.router import router as organizations_router
+from omni_service.previews.caching import PreviewCache
 from omni_service.previews.changes import ChangeFeed
 from omni_service.previews.router import router as previews_router
 from omni_service.previews.stream import router as preview_stream_router
@@ -56,7 +58,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Omni (chat inbox)", version="1.0.0", lifespan=lifespan)
     app.state.settings = settings
-    app.state.change_feed = ChangeFeed(settings.database_url)
+    app.state.organization_cache = OrganizationCache(
+        ttl_seconds=settings.organization_cache_seconds,
+        max_entries=settings.organization_cache_entries,
+    )
+    app.state.change_feed = ChangeFeed(
+        settings.database_url,
+        PreviewCache(
+            ttl_seconds=settings.preview_cache_seconds,
+            max_entries=settings.preview_cache_entries,
+        ),
+    )
     # The receiver checks its own signed body (it needs the exact bytes, and 401 first).
     app.add_middleware(BadTextGuard, raw_body_paths=["/webhooks/crm"])
     install_error_handlers(app)
