@@ -9,6 +9,7 @@ before the response is sent, and rolls back on any error. Services never commit,
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -35,6 +36,7 @@ __all__ = [
     "get_session",
     "insert_ignoring_conflict",
     "session_factory",
+    "unit_of_work",
     "utcnow",
 ]
 
@@ -43,9 +45,10 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's one transaction: commit when the endpoint returns, roll back on error."""
-    factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
+@asynccontextmanager
+async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One transaction: commit when the block ends, then the after-commit callbacks; on
+    any error roll back, then the after-rollback callbacks."""
     async with factory() as session:
         try:
             yield session
@@ -55,6 +58,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await run_after_rollback(session)
             raise
         await run_after_commit(session)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's one transaction: commit when the endpoint returns, roll back on error."""
+    async with unit_of_work(request.app.state.session_factory) as session:
+        yield session
 
 
 # ``scope="function"`` runs the commit before the response is sent; FastAPI's default

@@ -20,6 +20,7 @@ from omni_service.previews.router import router as previews_router
 from omni_service.previews.stream import router as preview_stream_router
 from omni_service.receiver.docs import install_webhook_docs
 from omni_service.receiver.router import router as receiver_router
+from omni_service.receiver.service import ReceiverDatabase
 from omni_service.rooms.router import router as rooms_router
 from omni_service.settings import Settings, get_settings
 from service_kit.logs import configure_logging, install_request_ids
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings.database_url, pool_pre_ping=False, pool_recycle=1800)
         app.state.engine = engine
         app.state.session_factory = session_factory(engine)
+        app.state.receiver_database = ReceiverDatabase.of(engine, app.state.session_factory)
         app.state.change_feed.start()
         try:
             yield
