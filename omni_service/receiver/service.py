@@ -146,7 +146,8 @@ async def _receive_in_database(
             )
     finally:
         changes.cache.end_change(key)
-    return Outcome(outcome)
+    # The function always answers one of the three outcomes; None would be a bug there.
+    return Outcome(str(outcome))
 
 
 async def _receive_in_session(
