@@ -266,3 +266,18 @@ async def test_sqlite_invalidates_in_process_and_serves_hits_without_statements(
 
     assert changed.status_code == 200
     assert changed.json()["deal"]["name"] == "Renamed"
+
+
+async def test_an_event_of_a_cached_organization_is_one_statement(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    org = await create_organization(client, "company-a")
+    await send(client, org, EventType.DEAL_CREATE, deal(1, company_id=org.company_id))
+
+    with counted_statements(app) as statements:
+        update = deal(1, company_id=org.company_id, version=2)
+        response = await send(client, org, EventType.DEAL_UPDATE, update)
+
+    assert response.json() == {"status": "applied"}
+    assert len(statements) == 1
+    assert "omni_receive_event" in statements[0]
