@@ -88,7 +88,7 @@ def profiled(pid: int, out_dir: Path | None, name: str, seconds: float) -> Itera
     target = out_dir / f"{name}.speedscope.json"
     spy = subprocess.Popen(
         [
-            "py-spy",
+            str(Path(sys.executable).with_name("py-spy")),
             "record",
             "--pid",
             str(pid),

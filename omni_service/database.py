@@ -9,6 +9,7 @@ before the response is sent, and rolls back on any error. Services never commit,
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -22,6 +23,7 @@ from service_kit.database import (
     create_engine,
     insert_ignoring_conflict,
     run_after_commit,
+    run_after_rollback,
     session_factory,
     utcnow,
 )
@@ -34,6 +36,7 @@ __all__ = [
     "get_session",
     "insert_ignoring_conflict",
     "session_factory",
+    "unit_of_work",
     "utcnow",
 ]
 
@@ -42,17 +45,25 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's one transaction: commit when the endpoint returns, roll back on error."""
-    factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
+@asynccontextmanager
+async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One transaction: commit when the block ends, then the after-commit callbacks; on
+    any error roll back, then the after-rollback callbacks."""
     async with factory() as session:
         try:
             yield session
             await session.commit()
         except BaseException:
             await session.rollback()
+            await run_after_rollback(session)
             raise
         await run_after_commit(session)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's one transaction: commit when the endpoint returns, roll back on error."""
+    async with unit_of_work(request.app.state.session_factory) as session:
+        yield session
 
 
 # ``scope="function"`` runs the commit before the response is sent; FastAPI's default

@@ -28,6 +28,15 @@ class Settings(BaseSettings):
     secret_rotation_grace_seconds: int = Field(default=24 * 3600, ge=0)
     # The preview stream sends a heartbeat (and re-reads the preview) this often.
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # Per-process caches (README "Omni caches"). A token or organization read from the
+    # database is trusted for this long, so a revoked token or a secret changed behind
+    # the API's back takes effect within it; 0 turns the cache off.
+    organization_cache_seconds: float = Field(default=2.0, ge=0)
+    organization_cache_entries: int = Field(default=10_000, ge=0)
+    # The room-preview cache is invalidated by change notifications; this age bound only
+    # caps the damage of a notification lost without the connection noticing. 0 = off.
+    preview_cache_seconds: float = Field(default=5.0, ge=0)
+    preview_cache_entries: int = Field(default=10_000, ge=0)
 
 
 @lru_cache

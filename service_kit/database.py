@@ -119,9 +119,24 @@ def on_commit(session: AsyncSession, callback: AfterCommit) -> None:
     session.info.setdefault("after_commit", []).append(callback)
 
 
+def on_rollback(session: AsyncSession, callback: AfterCommit) -> None:
+    """Run ``callback`` if the request's transaction is rolled back instead."""
+    session.info.setdefault("after_rollback", []).append(callback)
+
+
+async def run_after_rollback(session: AsyncSession) -> None:
+    """Run the callbacks :func:`on_rollback` registered (the owner calls this after its
+    rollback); the commit callbacks are dropped."""
+    session.info.pop("after_commit", None)
+    callbacks: list[AfterCommit] = session.info.pop("after_rollback", [])
+    for callback in callbacks:
+        await callback()
+
+
 async def run_after_commit(session: AsyncSession) -> None:
     """Run the callbacks :func:`on_commit` registered; the session's owner calls this
     after its commit, so a rolled-back transaction runs none of them."""
+    session.info.pop("after_rollback", None)
     callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
     for callback in callbacks:
         await callback()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header, Security
+from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials
 
 from omni_service.database import SessionDep
 from omni_service.dependencies import SettingsDep
 from omni_service.errors import Unauthorized
 from omni_service.organizations import service
+from omni_service.organizations.cache import OrganizationCache
 from omni_service.organizations.models import Organization
 from service_kit.security import ADMIN_KEY, BEARER
 
@@ -27,18 +28,37 @@ async def require_admin(
         raise Unauthorized("missing or wrong X-Admin-Key")
 
 
+def bearer_token(authorization: str | None) -> str:
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer token")
+    return token.strip()
+
+
 async def current_organization(
     session: SessionDep,
     authorization: Annotated[str | None, Header()] = None,
     _documented: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
 ) -> Organization:
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("missing bearer token")
-    organization = await service.by_token(session, token.strip())
+    organization = await service.by_token(session, bearer_token(authorization))
     if organization is None:
         raise Unauthorized("invalid bearer token")
     return organization
+
+
+async def organization_id_of_token(request: Request, token: str) -> int | None:
+    """The id of the token's organization, from the process's cache (bounded staleness,
+    see ``organizations/cache.py``) or else one read in a short transaction of its own."""
+    cache: OrganizationCache = request.app.state.organization_cache
+    token_hash = service.hash_token(token)
+    organization_id = cache.tokens.get(token_hash)
+    if organization_id is not None:
+        return organization_id
+    async with request.app.state.session_factory() as session:
+        organization_id = await service.id_by_token_hash(session, token_hash)
+    if organization_id is not None:
+        cache.tokens.put(token_hash, organization_id)
+    return organization_id
 
 
 AdminDep = Depends(require_admin)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from omni_service.database import SessionDep, utcnow
 from omni_service.organizations import service
+from omni_service.organizations.cache import OrganizationCache
 from omni_service.organizations.dependencies import AdminDep
 from omni_service.organizations.schemas import (
     OrganizationCreate,
@@ -14,6 +15,7 @@ from omni_service.organizations.schemas import (
     WebhookSecretUpdate,
 )
 from service_kit.bounds import PathId
+from service_kit.database import on_commit
 
 router = APIRouter(prefix="/admin/organizations", tags=["admin"], dependencies=[AdminDep])
 
@@ -42,7 +44,7 @@ async def create_organization(body: OrganizationCreate, session: SessionDep) -> 
 
 @router.put("/{organization_id}/webhook_secret")
 async def rotate_webhook_secret(
-    organization_id: PathId, body: WebhookSecretUpdate, session: SessionDep
+    organization_id: PathId, body: WebhookSecretUpdate, session: SessionDep, request: Request
 ) -> OrganizationOut:
     """Make a new webhook secret the organization's current one.
 
@@ -54,6 +56,14 @@ async def rotate_webhook_secret(
     organization = await service.rotate_webhook_secret(
         session, organization_id, body.webhook_secret, now=utcnow()
     )
+    cache: OrganizationCache = request.app.state.organization_cache
+    company_id = organization.company_id
+
+    async def forget() -> None:
+        # This process drops its copy; others refresh on a refused signature or expiry.
+        cache.forget_company(company_id)
+
+    on_commit(session, forget)
     return OrganizationOut(
         id=organization.id, name=organization.name, company_id=organization.company_id
     )

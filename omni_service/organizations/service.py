@@ -17,6 +17,9 @@ from omni_service.organizations.models import Organization
 # Built once at import: the lookups run on every authenticated request and every event,
 # and a statement rebuilt per call costs more Python than its round trip.
 _BY_TOKEN_HASH = select(Organization).where(Organization.api_token_hash == bindparam("token_hash"))
+_ID_BY_TOKEN_HASH = select(Organization.id).where(
+    Organization.api_token_hash == bindparam("token_hash")
+)
 _BY_COMPANY_ID = select(Organization).where(Organization.company_id == bindparam("company_id"))
 
 
@@ -48,6 +51,10 @@ async def create(
 
 async def by_token(session: AsyncSession, token: str) -> Organization | None:
     return await session.scalar(_BY_TOKEN_HASH, {"token_hash": hash_token(token)})
+
+
+async def id_by_token_hash(session: AsyncSession, token_hash: str) -> int | None:
+    return await session.scalar(_ID_BY_TOKEN_HASH, {"token_hash": token_hash})
 
 
 async def by_company_id(session: AsyncSession, company_id: str) -> Organization | None:

@@ -11,6 +11,11 @@ process) the receiver's after-commit hook wakes the local subscribers directly.
 A notification only says "room R of organization O changed"; the stream re-reads the
 preview and sends it if its ETag moved, so a lost or duplicated wake-up costs at most one
 heartbeat interval (the stream re-reads on every heartbeat too) and never shows stale data.
+
+The same notifications invalidate the process's :class:`PreviewCache` (what the polled
+``crm_preview`` answers from); the feed also tells it when notifications can be trusted
+(the LISTEN connection is up) and marks a room pending while this process's own
+transaction changing it is open.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service_kit.database import on_commit
+from omni_service.previews.caching import PreviewCache
+from service_kit.database import on_commit, on_rollback
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +41,11 @@ RECONNECT_SECONDS = 1.0
 RoomKey = tuple[int, str]
 
 
-def _setter(event: asyncio.Event) -> Any:
-    return lambda _connection: event.set()
-
-
 class ChangeFeed:
     """Local subscribers per (organization, room), fed by this process's commits
     (SQLite) or by PostgreSQL notifications from any process."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, cache: PreviewCache | None = None) -> None:
         url = make_url(database_url)
         self._listen_dsn: str | None = None
         if url.get_backend_name() == "postgresql":
@@ -53,6 +55,7 @@ class ChangeFeed:
         self._subscribers: dict[RoomKey, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
+        self.cache = PreviewCache(ttl_seconds=0, max_entries=0) if cache is None else cache
 
     @property
     def uses_postgres(self) -> bool:
@@ -75,6 +78,7 @@ class ChangeFeed:
                     del self._subscribers[key]
 
     def wake(self, organization_id: int, room_id: str) -> None:
+        self.cache.invalidate((organization_id, room_id))
         for event in self._subscribers.get((organization_id, room_id), ()):
             event.set()
 
@@ -87,16 +91,26 @@ class ChangeFeed:
     # -- publishing --------------------------------------------------------------------
 
     async def announce(self, session: AsyncSession, organization_id: int, room_id: str) -> None:
-        """Tell every stream of the room, once this transaction commits."""
+        """Tell every stream and cache of the room, once this transaction commits."""
+        key = (organization_id, room_id)
+        self.cache.begin_change(key)
+
+        async def ended() -> None:
+            self.cache.end_change(key)
+
+        async def committed() -> None:
+            self.cache.end_change(key)
+            if not self.uses_postgres:
+                self.wake(organization_id, room_id)
+
+        on_commit(session, committed)
+        on_rollback(session, ended)
         if self.uses_postgres:
-            payload = json.dumps([organization_id, room_id])
-            await session.execute(select(func.pg_notify(CHANNEL, payload)))
-            return
+            await session.execute(select(func.pg_notify(CHANNEL, self.payload(*key))))
 
-        async def wake_local() -> None:
-            self.wake(organization_id, room_id)
-
-        on_commit(session, wake_local)
+    @staticmethod
+    def payload(organization_id: int, room_id: str) -> str:
+        return json.dumps([organization_id, room_id])
 
     # -- the LISTEN connection ---------------------------------------------------------
 
@@ -105,6 +119,7 @@ class ChangeFeed:
             self._task = asyncio.get_running_loop().create_task(self._listen_forever())
         elif not self.uses_postgres:
             self.listening.set()
+            self.cache.usable = True
 
     async def close(self) -> None:
         if self._task is not None:
@@ -112,6 +127,8 @@ class ChangeFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self.cache.usable = False
+        self.cache.reset()
         self.wake_all()
 
     async def _listen_forever(self) -> None:
@@ -123,8 +140,11 @@ class ChangeFeed:
             connection: Any = None
             try:
                 connection = await asyncpg.connect(self._listen_dsn)
-                connection.add_termination_listener(_setter(lost))
+                connection.add_termination_listener(self._lost_setter(lost))
                 await connection.add_listener(CHANNEL, self._on_notification)
+                # From here every commit is notified: answers read before are refused.
+                self.cache.reset()
+                self.cache.usable = True
                 self.listening.set()
                 # Anything committed while we were not listening: re-read once.
                 self.wake_all()
@@ -135,11 +155,21 @@ class ChangeFeed:
             except Exception:
                 log.exception("preview LISTEN connection failed; retrying")
             finally:
+                self.cache.usable = False
+                self.cache.reset()
                 self.listening.clear()
                 if connection is not None and not connection.is_closed():
                     with contextlib.suppress(Exception):
                         await connection.close(timeout=1)
             await asyncio.sleep(RECONNECT_SECONDS)
+
+    def _lost_setter(self, lost: asyncio.Event) -> Any:
+        def on_lost(_connection: Any) -> None:
+            # At once, not when the loop task resumes: no poll may trust the cache now.
+            self.cache.usable = False
+            lost.set()
+
+        return on_lost
 
     def _on_notification(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         try:

@@ -20,7 +20,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, select
+from sqlalchemy import Boolean, ColumnElement, Select, and_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omni_service.organizations.models import Organization
@@ -70,6 +71,28 @@ _NEWEST_IN_ROOM: dict[type[Any], Select[Any]] = {
 }
 
 
+def _apply_in_database(kind: RecordKind) -> Select[Any]:
+    """The same rules as :func:`_apply`, as the PostgreSQL function migration 0002
+    creates: one round trip instead of three to six."""
+    function = getattr(func, f"omni_apply_{kind.value}_event")
+    return select(
+        function(
+            bindparam("organization_id"),
+            bindparam("record", type_=JSONB),
+            bindparam("deleted"),
+            bindparam("now"),
+            type_=Boolean,
+        )
+    )
+
+
+_APPLY_IN_DATABASE = {kind: _apply_in_database(kind) for kind in RecordKind}
+
+
+def is_delete(data: RecordState | RecordDelete) -> bool:
+    return isinstance(data, DealDeleteData | TicketDeleteData)
+
+
 async def apply_event(
     session: AsyncSession,
     organization_id: int,
@@ -82,6 +105,17 @@ async def apply_event(
 
     Returns whether it changed what is held; ``False`` means the event was stale.
     """
+    if session.get_bind().dialect.name == "postgresql":
+        changed = await session.scalar(
+            _APPLY_IN_DATABASE[kind],
+            {
+                "organization_id": organization_id,
+                "record": data.model_dump(mode="json"),
+                "deleted": is_delete(data),
+                "now": now,
+            },
+        )
+        return bool(changed)
     if kind is RecordKind.DEAL:
         return await _apply(session, DealPreview, organization_id, data, now=now)
     return await _apply(session, TicketPreview, organization_id, data, now=now)

@@ -22,7 +22,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from omni_service.dependencies import SettingsDep
-from omni_service.inbox.auth import ReadingOrganization
+from omni_service.inbox.auth import ReadingOrganizationId
 from omni_service.previews import caching, service
 from omni_service.previews.changes import ChangeFeed
 from omni_service.rooms.models import ROOM_ID_MAX_LENGTH
@@ -54,7 +54,7 @@ def _event(event_id: str, body: bytes) -> bytes:
 async def room_preview_stream(
     request: Request,
     room_id: Annotated[str, Path(min_length=1, max_length=ROOM_ID_MAX_LENGTH)],
-    organization: ReadingOrganization,
+    organization_id: ReadingOrganizationId,
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
@@ -69,7 +69,6 @@ async def room_preview_stream(
     """
     feed: ChangeFeed = request.app.state.change_feed
     factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
-    organization_id = organization.id
     heartbeat = settings.stream_heartbeat_seconds
 
     async def events() -> AsyncIterator[bytes]:

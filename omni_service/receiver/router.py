@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from omni_service.database import SessionDep, utcnow
+from omni_service.database import utcnow
 from omni_service.dependencies import SettingsDep
 from omni_service.errors import DomainError, PayloadTooLarge
 from omni_service.metrics import RECEIVED_EVENTS
@@ -65,17 +65,18 @@ async def limited_body(request: Request, settings: SettingsDep) -> bytes:
 async def receive_crm_event(
     request: Request,
     body: Annotated[bytes, Depends(limited_body)],
-    session: SessionDep,
     settings: SettingsDep,
 ) -> Receipt:
+    state = request.app.state
     try:
         outcome = await service.receive(
-            session,
+            state.receiver_database,
             body,
             request.headers,
             settings=settings,
             now=utcnow(),
-            changes=request.app.state.change_feed,
+            organizations=state.organization_cache,
+            changes=state.change_feed,
         )
     except DomainError as error:
         raise rejected(request, error) from None

@@ -6,6 +6,12 @@ organization's secrets (401 either way, with one body: an unauthenticated caller
 tell which company ids exist; the reason is logged), the event type (400) and its
 payload (422). Only then is the webhook id claimed and the event applied, in one
 transaction.
+
+The organization comes from the process's cache (``organizations/cache.py``); a
+signature the cached secrets refuse is checked again against a fresh read, so a rotated
+secret is honoured at once. On PostgreSQL the transaction is one autocommitted call of
+``omni_receive_event`` (migration 0002): claim, room lock, apply and notification in one
+round trip. On SQLite the same steps run in Python in one session.
 """
 
 from __future__ import annotations
@@ -13,24 +19,26 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Boolean, String, bindparam, cast, func, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from omni_service.database import insert_ignoring_conflict
+from omni_service.database import insert_ignoring_conflict, unit_of_work
 from omni_service.errors import BadRequest, Unauthorized, Unprocessable
 from omni_service.organizations import service as organizations_service
-from omni_service.organizations.models import Organization
+from omni_service.organizations.cache import OrganizationCache, SigningIdentity
 from omni_service.previews import service as previews_service
-from omni_service.previews.changes import ChangeFeed
+from omni_service.previews.changes import CHANNEL, ChangeFeed
 from omni_service.previews.service import RecordDelete, RecordState
 from omni_service.receiver.models import WEBHOOK_ID_MAX_LENGTH, Outcome, ReceivedEvent
 from omni_service.settings import Settings
 from service_kit.request_guard import find_bad_text
-from shared_contracts.events import EventEnvelope, EventType, split_event_type
+from shared_contracts.events import EventEnvelope, EventType, RecordKind, split_event_type
 from shared_contracts.signatures import SignatureError, verify
 
 SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
@@ -38,26 +46,120 @@ INVALID_SIGNATURE = "invalid webhook signature"
 
 logger = logging.getLogger(__name__)
 
+_RECEIVE_IN_DATABASE = select(
+    func.omni_receive_event(
+        bindparam("organization_id"),
+        bindparam("webhook_id"),
+        bindparam("event_type"),
+        bindparam("kind"),
+        cast(bindparam("record", type_=String), JSONB),
+        bindparam("deleted", type_=Boolean),
+        bindparam("now"),
+        bindparam("channel"),
+        type_=String,
+    )
+)
+
+
+@dataclass(frozen=True)
+class ReceiverDatabase:
+    """Where events are written: the session factory (SQLite path, organization reads)
+    and, on PostgreSQL, an autocommit view of the same engine (one call per event)."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    autocommit: AsyncEngine | None
+
+    @classmethod
+    def of(
+        cls, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+    ) -> ReceiverDatabase:
+        if engine.dialect.name != "postgresql":
+            return cls(sessions, None)
+        return cls(sessions, engine.execution_options(isolation_level="AUTOCOMMIT"))
+
 
 async def receive(
-    session: AsyncSession,
+    database: ReceiverDatabase,
     body: bytes,
     headers: Mapping[str, str],
     *,
     settings: Settings,
     now: datetime,
-    changes: ChangeFeed | None = None,
+    organizations: OrganizationCache,
+    changes: ChangeFeed,
 ) -> Outcome:
     webhook_id = _check_signature_headers(headers, now, settings.webhook_tolerance_seconds)
     document = _json_object(body)
-    organization = await _organization_of(session, document)
-    grace = timedelta(seconds=settings.secret_rotation_grace_seconds)
-    _verify_signature(body, headers, organization.verifying_secrets(now, grace))
+    organization = await _verified_organization(
+        database,
+        organizations,
+        _company_id(document),
+        body,
+        headers,
+        now=now,
+        grace=timedelta(seconds=settings.secret_rotation_grace_seconds),
+    )
     event_type = _event_type(document)
     if len(webhook_id) > WEBHOOK_ID_MAX_LENGTH:
         raise BadRequest(f"webhook-id is longer than {WEBHOOK_ID_MAX_LENGTH} characters")
     data = _payload(document)
+    kind, _action = split_event_type(event_type)
+    if database.autocommit is not None:
+        outcome = await _receive_in_database(
+            database.autocommit, changes, organization.id, webhook_id, event_type, kind, data, now
+        )
+    else:
+        async with unit_of_work(database.sessions) as session:
+            outcome = await _receive_in_session(
+                session, changes, organization.id, webhook_id, event_type, kind, data, now
+            )
+    return _received(outcome, webhook_id, event_type, data, organization.id)
 
+
+async def _receive_in_database(
+    engine: AsyncEngine,
+    changes: ChangeFeed,
+    organization_id: int,
+    webhook_id: str,
+    event_type: EventType,
+    kind: RecordKind,
+    data: RecordState | RecordDelete,
+    now: datetime,
+) -> Outcome:
+    # The room is pending in this process's preview cache until the call has committed.
+    key = (organization_id, data.channel_integration_room_id)
+    changes.cache.begin_change(key)
+    try:
+        async with engine.connect() as connection:
+            outcome = await connection.scalar(
+                _RECEIVE_IN_DATABASE,
+                {
+                    "organization_id": organization_id,
+                    "webhook_id": webhook_id,
+                    "event_type": event_type.value,
+                    "kind": kind.value,
+                    "record": data.model_dump_json(),
+                    "deleted": previews_service.is_delete(data),
+                    "now": now,
+                    "channel": CHANNEL,
+                },
+            )
+    finally:
+        changes.cache.end_change(key)
+    # The function always answers one of the three outcomes; None would be a bug there.
+    return Outcome(str(outcome))
+
+
+async def _receive_in_session(
+    session: AsyncSession,
+    changes: ChangeFeed,
+    organization_id: int,
+    webhook_id: str,
+    event_type: EventType,
+    kind: RecordKind,
+    data: RecordState | RecordDelete,
+    now: datetime,
+) -> Outcome:
     # Claim the id first: a concurrent duplicate waits here on the unique index until this
     # transaction ends, then sees the id taken and applies nothing.
     received_id = await session.scalar(
@@ -65,7 +167,7 @@ async def receive(
             session,
             ReceivedEvent,
             {
-                "organization_id": organization.id,
+                "organization_id": organization_id,
                 "webhook_id": webhook_id,
                 "event_type": event_type.value,
                 "outcome": Outcome.APPLIED.value,
@@ -75,19 +177,17 @@ async def receive(
         ).returning(ReceivedEvent.id)
     )
     if received_id is None:
-        return _received(Outcome.DUPLICATE, webhook_id, event_type, data, organization)
-    kind, _action = split_event_type(event_type)
-    changed = await previews_service.apply_event(session, organization.id, kind, data, now=now)
+        return Outcome.DUPLICATE
+    changed = await previews_service.apply_event(session, organization_id, kind, data, now=now)
     if changed:
-        if changes is not None:
-            await changes.announce(session, organization.id, data.channel_integration_room_id)
-        return _received(Outcome.APPLIED, webhook_id, event_type, data, organization)
+        await changes.announce(session, organization_id, data.channel_integration_room_id)
+        return Outcome.APPLIED
     await session.execute(
         update(ReceivedEvent)
         .where(ReceivedEvent.id == received_id)
         .values(outcome=Outcome.IGNORED.value)
     )
-    return _received(Outcome.IGNORED, webhook_id, event_type, data, organization)
+    return Outcome.IGNORED
 
 
 def _received(
@@ -95,7 +195,7 @@ def _received(
     webhook_id: str,
     event_type: EventType,
     data: RecordState | RecordDelete,
-    organization: Organization,
+    organization_id: int,
 ) -> Outcome:
     """One line per accepted event, with the ids the CRM's delivery lines carry."""
     logger.info(
@@ -105,7 +205,7 @@ def _received(
             "event_type": event_type.value,
             "record_id": data.id,
             "room_id": data.channel_integration_room_id,
-            "organization_id": organization.id,
+            "organization_id": organization_id,
             "outcome": outcome.value,
         },
     )
@@ -143,28 +243,53 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return document
 
 
-async def _organization_of(session: AsyncSession, document: dict[str, Any]) -> Organization:
+def _company_id(document: dict[str, Any]) -> str:
     data = document.get("data")
     company_id = data.get("company_id") if isinstance(data, dict) else None
     if not isinstance(company_id, str) or not company_id:
         raise BadRequest("data.company_id is missing")
-    organization = await organizations_service.by_company_id(session, company_id)
+    return company_id
+
+
+async def _verified_organization(
+    database: ReceiverDatabase,
+    organizations: OrganizationCache,
+    company_id: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    now: datetime,
+    grace: timedelta,
+) -> SigningIdentity:
+    """The company's organization once one of its secrets verifies the signature.
+
+    Cached secrets first; if they refuse (or nothing is cached), a fresh read decides,
+    so a secret rotated on another process is never refused for being cached."""
+    cached = organizations.companies.get(company_id)
+    if cached is not None and _verifies(body, headers, cached.verifying_secrets(now, grace)):
+        return cached
+    async with database.sessions() as session:
+        organization = await organizations_service.by_company_id(session, company_id)
     if organization is None:
         # Answered exactly like a bad signature, so company ids cannot be probed.
         logger.warning("webhook refused: unknown company %r", company_id)
         raise Unauthorized(INVALID_SIGNATURE)
-    return organization
+    identity = SigningIdentity.of(organization)
+    organizations.companies.put(company_id, identity)
+    if not _verifies(body, headers, identity.verifying_secrets(now, grace)):
+        raise Unauthorized(INVALID_SIGNATURE)
+    return identity
 
 
-def _verify_signature(body: bytes, headers: Mapping[str, str], secrets: list[str]) -> None:
+def _verifies(body: bytes, headers: Mapping[str, str], secrets: list[str]) -> bool:
     """Any listed signature may match any secret still valid (rotation on either side)."""
     for secret in secrets:
         try:
             verify(body, headers, secret)
         except SignatureError:
             continue
-        return
-    raise Unauthorized(INVALID_SIGNATURE)
+        return True
+    return False
 
 
 def _event_type(document: dict[str, Any]) -> EventType:
