@@ -98,8 +98,8 @@ class Stack:
             self.workers.pop().stop()
 
     def pids(self) -> dict[str, int]:
-        """Every process of the stack by name (a worker's pool children are found by
-        :func:`bench.process_tree` from its pid)."""
+        """Every process of the stack by name (``bench.run`` finds uvicorn's and a
+        worker's pool children from these pids)."""
         return {
             process.name: process.process.pid
             for process in (*self.apis, *self.workers)
