@@ -16,7 +16,10 @@ for a configuration that may never come.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -24,15 +27,14 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_service.database import utcnow
 from crm_service.deals.service import deal_service
-from crm_service.errors import NotFound
 from crm_service.events.models import OutboxEvent, OutboxStatus
-from crm_service.events.outbox import TIMELINE_NOTE, claim_due_row
+from crm_service.events.outbox import TIMELINE_NOTE, claim_due_batch
 from crm_service.metrics import TIMELINE_LOG_CREATION_FAILED
 from crm_service.records.service import RecordService
 from crm_service.settings import Settings
@@ -47,6 +49,10 @@ from shared_contracts.events import RecordKind
 log = logging.getLogger(__name__)
 
 PURGE_BATCH_SIZE = 1_000
+# Rows one run claims at most: its own and up to this many - 1 other due notes, their
+# histories fetched at once (as many as a webhook batch sends).
+NOTE_BATCH_LIMIT = 20
+GONE_ERROR = "record deleted before its note"
 # A row is taken a little before its ``next_attempt_at`` by this worker's clock, so that a
 # worker host whose clock runs behind the API's does not leave a fresh row to the sweep.
 CLOCK_SKEW = timedelta(seconds=1)
@@ -85,6 +91,17 @@ def lease(settings: Settings) -> timedelta:
     return timedelta(seconds=2 * settings.omni_timeout_seconds + 2)
 
 
+@functools.cache
+def _claim_statement(limit: int) -> Any:
+    return claim_due_batch(TIMELINE_NOTE, limit).returning(
+        OutboxEvent.id,
+        OutboxEvent.team_id,
+        OutboxEvent.record_kind,
+        OutboxEvent.record_id,
+        OutboxEvent.room_id,
+    )
+
+
 def room_deeplink(settings: Settings, link: OmniLink, room_id: str) -> str:
     return settings.omni_room_url_template.format(
         omni_public_url=link.public_url.rstrip("/"), room_id=quote(room_id, safe="")
@@ -99,72 +116,156 @@ class TimelineService:
         http_client: httpx.AsyncClient,
         settings: Settings,
     ) -> NoteOutcome:
-        """Write the note a ``timeline_note`` outbox row asks for, and close the row."""
-        async with sessions() as session, session.begin():
-            claimed = await self._claim(session, outbox_id, settings)
-            if claimed is None:
-                return NoteOutcome.NOT_PENDING
-            source = await self._load_source(session, claimed)
-            if source is None:
-                await self._close_row(session, outbox_id, error="record deleted before its note")
-                return NoteOutcome.RECORD_GONE
+        """Write the note a ``timeline_note`` outbox row asks for, and close the row (that
+        row alone; :meth:`write_batch` takes other due rows with it)."""
+        written = await self.write_batch(sessions, outbox_id, http_client, settings, limit=1)
+        outcome = written.get(outbox_id, NoteOutcome.NOT_PENDING)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
-        excerpt, failure = await self._excerpt(source, http_client, settings)
+    async def write_batch(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        outbox_id: int,
+        http_client: httpx.AsyncClient,
+        settings: Settings,
+        *,
+        limit: int = NOTE_BATCH_LIMIT,
+    ) -> dict[int, NoteOutcome | Exception]:
+        """Write the note of row ``outbox_id`` and of up to ``limit - 1`` other due
+        ``timeline_note`` rows claimed with it, and close them; returns each claimed row's
+        outcome, or the error that left it claimed (its lease runs out and the sweep sends
+        it again). Empty when ``outbox_id`` is not pending or another run holds it: a
+        duplicate task asks Omni nothing.
+
+        The three steps of one note, for the whole batch: claim the rows and read what
+        their notes need (a query per record kind and one for the teams); fetch the
+        histories at once; insert every note and close every row in one transaction."""
+        claimed = await self._claim(sessions, outbox_id, settings, limit)
+        if not claimed:
+            return {}
+        async with sessions() as session:
+            sources, gone = await self._load_sources(session, claimed)
+        fetched = await asyncio.gather(
+            *(self._excerpt(source, http_client, settings) for source in sources),
+            return_exceptions=True,
+        )
+        outcomes: dict[int, NoteOutcome | Exception] = {}
+        notes: list[tuple[NoteSource, str | None, str | None]] = []
+        for source, result in zip(sources, fetched, strict=True):
+            if isinstance(result, Exception):
+                outcomes[source.outbox_id] = result
+            elif isinstance(result, BaseException):
+                raise result  # cancelled: the task's deadline
+            else:
+                notes.append((source, *result))
         async with sessions() as session, session.begin():
-            inserted = await self._insert_note(session, source, excerpt, settings)
-            await self._close_row(session, outbox_id, error=failure)
-        if not inserted:
-            return NoteOutcome.ALREADY_WRITTEN
-        if failure is not None:
-            # Counted once the note without excerpt is committed, so a duplicate run
-            # that also fails does not count the same note twice.
-            TIMELINE_LOG_CREATION_FAILED.inc()
-            return NoteOutcome.WRITTEN_WITHOUT_EXCERPT
-        return NoteOutcome.WRITTEN
+            inserted = await self._insert_notes(session, notes, settings)
+            closing: dict[str | None, list[int]] = {GONE_ERROR: gone} if gone else {}
+            for source, _, failure in notes:
+                closing.setdefault(failure, []).append(source.outbox_id)
+            for error, ids in closing.items():
+                await self._close_rows(session, ids, error=error)
+        for gone_id in gone:
+            outcomes[gone_id] = NoteOutcome.RECORD_GONE
+        for source, _, failure in notes:
+            if source.outbox_id not in inserted:
+                outcomes[source.outbox_id] = NoteOutcome.ALREADY_WRITTEN
+            elif failure is not None:
+                # Counted once the note without excerpt is committed, so a duplicate run
+                # that also fails does not count the same note twice.
+                TIMELINE_LOG_CREATION_FAILED.inc()
+                outcomes[source.outbox_id] = NoteOutcome.WRITTEN_WITHOUT_EXCERPT
+            else:
+                outcomes[source.outbox_id] = NoteOutcome.WRITTEN
+        return outcomes
 
     async def _claim(
-        self, session: AsyncSession, outbox_id: int, settings: Settings
-    ) -> OutboxEvent | None:
-        """Take the row if it is pending and nobody holds it, as webhook deliveries do:
-        ``next_attempt_at`` moves past the longest a run can take (the lease), so a
-        duplicate task finds nothing to take and Omni is asked once. A run that dies
-        leaves a lease that expires, and the outbox sweep sends the row again."""
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        outbox_id: int,
+        settings: Settings,
+        limit: int,
+    ) -> list[Row[Any]]:
+        """Take row ``outbox_id`` if it is pending and nobody holds it, and with it up to
+        ``limit - 1`` other due note rows, as webhook deliveries do: ``next_attempt_at``
+        moves past the longest a run can take (the lease), so a duplicate task finds
+        nothing to take and Omni is asked once. A run that dies leaves leases that expire,
+        and the outbox sweep sends the rows again. One statement, atomic on its own."""
         now = utcnow()
-        row: OutboxEvent | None = await session.scalar(
-            claim_due_row(
-                outbox_id, TIMELINE_NOTE, now=now, lease=lease(settings), early=CLOCK_SKEW
-            ).returning(OutboxEvent)
-        )
-        return row
-
-    async def _load_source(self, session: AsyncSession, row: OutboxEvent) -> NoteSource | None:
-        """What the note is made of; ``None`` when the record is gone (deleted meanwhile)."""
-        kind = RecordKind(row.record_kind)
-        try:
-            record = await RECORD_SERVICES[kind].get(session, row.team_id, row.record_id)
-        except NotFound:
-            return None
-        team, link = (
-            await session.execute(
-                select(Team, OmnichannelLink)
-                .outerjoin(OmnichannelLink, OmnichannelLink.team_id == Team.id)
-                .where(Team.id == row.team_id)
+        async with sessions() as session:
+            connection = await session.connection(
+                execution_options={"isolation_level": "AUTOCOMMIT"}
             )
-        ).one()
-        return NoteSource(
-            outbox_id=row.id,
-            team_id=row.team_id,
-            record_kind=kind,
-            record_id=row.record_id,
-            room_id=record.channel_integration_room_id or row.room_id or "",
-            creator_flag=record.creator_flag,
-            organization_id=team.external_company_id,
-            link=None
-            if link is None
-            else OmniLink(
-                base_url=link.base_url, public_url=link.public_url, api_token=link.api_token
-            ),
-        )
+            rows = (
+                await connection.execute(
+                    _claim_statement(limit),
+                    {
+                        "outbox_id": outbox_id,
+                        "due_by": now + CLOCK_SKEW,
+                        "lease_until": now + lease(settings),
+                    },
+                )
+            ).all()
+        return sorted(rows, key=lambda row: (row.id != outbox_id, row.id))
+
+    async def _load_sources(
+        self, session: AsyncSession, rows: Sequence[Row[Any]]
+    ) -> tuple[list[NoteSource], list[int]]:
+        """What each claimed row's note is made of, and the rows whose record is gone
+        (deleted meanwhile)."""
+        records: dict[tuple[str, int], Row[Any]] = {}
+        for kind in {row.record_kind for row in rows}:
+            model = RECORD_SERVICES[RecordKind(kind)].model
+            found = await session.execute(
+                select(
+                    model.id, model.team_id, model.channel_integration_room_id, model.creator_flag
+                ).where(
+                    model.id.in_([row.record_id for row in rows if row.record_kind == kind]),
+                    model.deleted_at.is_(None),
+                )
+            )
+            records.update(((kind, record.id), record) for record in found)
+        teams = {
+            team.id: team
+            for team in await session.execute(
+                select(
+                    Team.id,
+                    Team.external_company_id,
+                    OmnichannelLink.base_url,
+                    OmnichannelLink.public_url,
+                    OmnichannelLink.api_token,
+                )
+                .outerjoin(OmnichannelLink, OmnichannelLink.team_id == Team.id)
+                .where(Team.id.in_({row.team_id for row in rows}))
+            )
+        }
+        sources: list[NoteSource] = []
+        gone: list[int] = []
+        for row in rows:
+            record = records.get((row.record_kind, row.record_id))
+            team = teams.get(row.team_id)
+            if record is None or team is None or record.team_id != row.team_id:
+                gone.append(row.id)
+                continue
+            sources.append(
+                NoteSource(
+                    outbox_id=row.id,
+                    team_id=row.team_id,
+                    record_kind=RecordKind(row.record_kind),
+                    record_id=row.record_id,
+                    room_id=record.channel_integration_room_id or row.room_id or "",
+                    creator_flag=record.creator_flag,
+                    organization_id=team.external_company_id,
+                    link=None
+                    if team.base_url is None
+                    else OmniLink(
+                        base_url=team.base_url, public_url=team.public_url, api_token=team.api_token
+                    ),
+                )
+            )
+        return sources, gone
 
     async def _excerpt(
         self, source: NoteSource, http_client: httpx.AsyncClient, settings: Settings
@@ -196,45 +297,65 @@ class TimelineService:
         )
         return None, failure
 
-    async def _insert_note(
-        self, session: AsyncSession, source: NoteSource, excerpt: str | None, settings: Settings
-    ) -> bool:
+    async def _insert_notes(
+        self,
+        session: AsyncSession,
+        notes: Sequence[tuple[NoteSource, str | None, str | None]],
+        settings: Settings,
+    ) -> set[int]:
+        """One INSERT of every note, ``ON CONFLICT DO NOTHING`` on the (record, type,
+        room) constraint; returns the outbox ids whose note it wrote (not a row whose note
+        another run wrote, nor a second row of the batch for the same record and room)."""
+        if not notes:
+            return set()
         insert = (
             postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
         )
+        now = utcnow()
         statement = (
             insert(Note)
             .values(
-                team_id=source.team_id,
-                record_kind=str(source.record_kind),
-                record_id=source.record_id,
-                type=HUB_CHANNEL_CHAT,
-                excerpt=excerpt,
-                room_deeplink=None
-                if source.link is None
-                else room_deeplink(settings, source.link, source.room_id),
-                creator_flag=source.creator_flag,
-                creator_name=creator_label(source.creator_flag),
-                channel_room_id=source.room_id,
-                channel_organization_id=source.organization_id,
-                created_at=utcnow(),
+                [
+                    {
+                        "team_id": source.team_id,
+                        "record_kind": str(source.record_kind),
+                        "record_id": source.record_id,
+                        "type": HUB_CHANNEL_CHAT,
+                        "excerpt": excerpt,
+                        "room_deeplink": None
+                        if source.link is None
+                        else room_deeplink(settings, source.link, source.room_id),
+                        "creator_flag": source.creator_flag,
+                        "creator_name": creator_label(source.creator_flag),
+                        "channel_room_id": source.room_id,
+                        "channel_organization_id": source.organization_id,
+                        "created_at": now,
+                    }
+                    for source, excerpt, _ in notes
+                ]
             )
             .on_conflict_do_nothing(
                 index_elements=["record_kind", "record_id", "type", "channel_room_id"]
             )
-            .returning(Note.id)
+            .returning(Note.record_kind, Note.record_id, Note.channel_room_id)
         )
-        return (await session.scalar(statement)) is not None
+        written = {tuple(row) for row in await session.execute(statement)}
+        inserted: set[int] = set()
+        for source, _, _ in notes:
+            key = (str(source.record_kind), source.record_id, source.room_id)
+            if key in written:
+                written.discard(key)
+                inserted.add(source.outbox_id)
+        return inserted
 
-    async def _close_row(self, session: AsyncSession, outbox_id: int, *, error: str | None) -> None:
+    async def _close_rows(
+        self, session: AsyncSession, outbox_ids: Sequence[int], *, error: str | None
+    ) -> None:
         await session.execute(
             update(OutboxEvent)
-            .where(OutboxEvent.id == outbox_id, OutboxEvent.status == OutboxStatus.PENDING)
-            .values(
-                status=OutboxStatus.DELIVERED,
-                completed_at=utcnow(),
-                last_error=error,
-            )
+            .where(OutboxEvent.id.in_(outbox_ids), OutboxEvent.status == OutboxStatus.PENDING)
+            .values(status=OutboxStatus.DELIVERED, completed_at=utcnow(), last_error=error)
+            .execution_options(synchronize_session=False)
         )
 
     async def entries(

@@ -14,7 +14,7 @@ import asyncio
 import logging
 
 from crm_service.settings import get_settings
-from crm_service.timeline.service import lease, timeline_service
+from crm_service.timeline.service import NoteOutcome, lease, timeline_service
 from crm_service.worker import (
     PURGE_NOTES,
     WRITE_TIMELINE_NOTE,
@@ -29,23 +29,26 @@ log = logging.getLogger(__name__)
 NOTE_LEASE_SECONDS = lease(get_settings()).total_seconds()
 NOTE_DEADLINE_SECONDS = max(1.0, NOTE_LEASE_SECONDS - 1.0)
 PURGE_DEADLINE_SECONDS = 600.0
-BATCH_CONCURRENCY = 10  # notes of one batch written at once
+BATCH_CONCURRENCY = 5  # rows of one message whose batches run at once
 
 
 @celery_app.task(name=WRITE_TIMELINE_NOTE, time_limit=NOTE_LEASE_SECONDS)  # type: ignore[untyped-decorator]
-def write_note(outbox_id: int) -> str:
-    """Idempotent: a rerun, a duplicate or a sweep re-send writes nothing new. A run that
-    fails (database down) leaves the outbox row pending for the sweep to send again."""
-    outcome = runtime.run(lambda shared: _write(shared, outbox_id), deadline=NOTE_DEADLINE_SECONDS)
-    log.info("timeline note task done", extra={"outbox_id": outbox_id, "outcome": str(outcome)})
-    return str(outcome)
+def write_note(outbox_id: int) -> dict[str, int]:
+    """The note of row ``outbox_id`` and of the other due note rows claimed with it
+    (:meth:`TimelineService.write_batch`). Idempotent: a rerun, a duplicate or a sweep
+    re-send writes nothing new. A row whose run failed (database down, an error) stays
+    pending for the sweep to send again."""
+    return _write_rows([outbox_id])
 
 
 @celery_app.task(name=WRITE_TIMELINE_NOTES, time_limit=NOTE_LEASE_SECONDS)  # type: ignore[untyped-decorator]
 def write_notes(outbox_ids: list[int]) -> dict[str, int]:
-    """The notes of several rows, concurrently, each exactly as :func:`write_note` writes
-    it; a row whose run raised stays pending for the sweep."""
+    """:func:`write_note` for several rows at once; the rows a run claims for another
+    row's batch are written there, and their own runs find nothing to do."""
+    return _write_rows(outbox_ids)
 
+
+def _write_rows(outbox_ids: list[int]) -> dict[str, int]:
     async def write_all(shared: Resources) -> list[object]:
         gate = asyncio.Semaphore(BATCH_CONCURRENCY)
 
@@ -57,24 +60,29 @@ def write_notes(outbox_ids: list[int]) -> dict[str, int]:
 
     results = runtime.run(write_all, deadline=NOTE_DEADLINE_SECONDS)
     outcomes: dict[str, int] = {}
-    for outbox_id, outcome in zip(outbox_ids, results, strict=True):
-        if isinstance(outcome, BaseException):
-            log.error(
-                "timeline note failed; the sweep will send it again",
-                extra={"outbox_id": outbox_id, "error": repr(outcome)},
-            )
-            name = "error"
-        else:
-            log.info(
-                "timeline note task done", extra={"outbox_id": outbox_id, "outcome": str(outcome)}
-            )
-            name = str(outcome)
-        outcomes[name] = outcomes.get(name, 0) + 1
+    for outbox_id, batch in zip(outbox_ids, results, strict=True):
+        if isinstance(batch, BaseException):
+            batch = {outbox_id: batch}
+        elif not batch:
+            batch = {outbox_id: NoteOutcome.NOT_PENDING}
+        for row_id, outcome in batch.items():  # type: ignore[attr-defined]
+            if isinstance(outcome, BaseException):
+                log.error(
+                    "timeline note failed; the sweep will send it again",
+                    extra={"outbox_id": row_id, "error": repr(outcome)},
+                )
+                name = "error"
+            else:
+                log.info(
+                    "timeline note task done", extra={"outbox_id": row_id, "outcome": str(outcome)}
+                )
+                name = str(outcome)
+            outcomes[name] = outcomes.get(name, 0) + 1
     return outcomes
 
 
-async def _write(shared: Resources, outbox_id: int) -> object:
-    return await timeline_service.write_for_outbox_row(
+async def _write(shared: Resources, outbox_id: int) -> dict[int, NoteOutcome | Exception]:
+    return await timeline_service.write_batch(
         shared.sessions, outbox_id, shared.webhooks, shared.settings
     )
 
