@@ -55,6 +55,7 @@ import httpx
 from bench import wrk
 from bench.omni_harness import Organization
 from bench.omni_wrk import receiver_events
+from bench.open_loop import OpenLoopClient
 from bench.stack import QUIET, Stack, plain_dsn, running_stack
 from tests.support.processes import ServiceProcess, service_env, start_uvicorn, wait_until
 
@@ -352,10 +353,7 @@ async def _open_loop(stack: Stack, rate: float, seconds: float) -> tuple[dict[st
     tag = uuid.uuid4().hex[:6]
     scheduled: dict[str, float] = {}
     failures = 0
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-    async with httpx.AsyncClient(
-        base_url=stack.crm_url, headers=tenant.crm_auth, limits=limits, timeout=30
-    ) as http:
+    async with OpenLoopClient(stack.crm_url, tenant.crm_auth) as http:
 
         async def send(room: str) -> None:
             nonlocal failures
@@ -366,9 +364,8 @@ async def _open_loop(stack: Stack, rate: float, seconds: float) -> tuple[dict[st
                 "crm_lead_ids": [tenant.contact_id],
             }
             try:
-                answer = await http.post("/api/v3.1/deals", json=body)
-                failures += answer.status_code != 201
-            except httpx.HTTPError:
+                failures += await http.post_json("/api/v3.1/deals", body) != 201
+            except (OSError, EOFError, ValueError, asyncio.IncompleteReadError):
                 failures += 1
 
         start_wall, start = time.time() + 0.2, time.monotonic() + 0.2

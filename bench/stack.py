@@ -13,7 +13,6 @@ the bare baselines log nothing either).
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -89,7 +88,7 @@ class Stack:
                     log_dir=self.log_dir,
                     name=f"worker{host}",
                     pool=pool,
-                    concurrency=concurrency or os.cpu_count() or 1,
+                    concurrency=concurrency,
                 )
             )
 

@@ -228,7 +228,7 @@ def start_celery_worker(
     log_dir: Path,
     queues: Iterable[str] | None = None,
     name: str = "worker",
-    concurrency: int = 1,
+    concurrency: int | None = 1,
     pool: str = "prefork",
     beat: bool = False,
     app: str = "crm_service.worker:celery_app",
@@ -236,7 +236,8 @@ def start_celery_worker(
 ) -> ServiceProcess:
     """``celery -A app worker`` as DESIGN.md §8 starts it: no ``-Q`` unless ``queues`` is
     given (a plain worker consumes every declared queue), with the pool and concurrency an
-    operator would pick, embedded beat only if asked (``--beat``; :func:`start_celery_beat`
+    operator would pick (None: no ``--concurrency``, the worker's own default), embedded
+    beat only if asked (``--beat``; :func:`start_celery_beat`
     is the separate process compose runs). Returns once the worker logged ``ready``."""
     command = [
         sys.executable,
@@ -247,8 +248,7 @@ def start_celery_worker(
         "worker",
         "--pool",
         pool,
-        "--concurrency",
-        str(concurrency),
+        *(() if concurrency is None else ("--concurrency", str(concurrency))),
         "--loglevel",
         "INFO",
         # Several workers of one test on one host need distinct names (celery@host each).
