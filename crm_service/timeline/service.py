@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -100,6 +100,37 @@ def _claim_statement(limit: int) -> Any:
         OutboxEvent.record_id,
         OutboxEvent.room_id,
     )
+
+
+@functools.cache
+def _note_insert(dialect: str) -> Any:
+    """The chat note INSERT, built once per dialect and run with one parameter set per
+    note (SQLAlchemy sends them as one multi-row statement): ``ON CONFLICT DO NOTHING``
+    on the (record, type, room) constraint, returning the key of each note it wrote."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table: Table = Note.__table__  # type: ignore[assignment]
+    notes = table.c
+    return (
+        insert(table)
+        .on_conflict_do_nothing(
+            index_elements=["record_kind", "record_id", "type", "channel_room_id"]
+        )
+        .returning(notes.record_kind, notes.record_id, notes.channel_room_id)
+    )
+
+
+_OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
+_outbox = _OUTBOX.c
+# Closing note rows: Core, compiled once (the ORM's bulk-UPDATE bookkeeping is not needed).
+_CLOSE_ROWS = (
+    update(_OUTBOX)
+    .where(_outbox.id.in_(bindparam("ids", expanding=True)), _outbox.status == OutboxStatus.PENDING)
+    .values(
+        status=OutboxStatus.DELIVERED,
+        completed_at=bindparam("completed_at"),
+        last_error=bindparam("error"),
+    )
+)
 
 
 def room_deeplink(settings: Settings, link: OmniLink, room_id: str) -> str:
@@ -308,38 +339,30 @@ class TimelineService:
         another run wrote, nor a second row of the batch for the same record and room)."""
         if not notes:
             return set()
-        insert = (
-            postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        )
         now = utcnow()
-        statement = (
-            insert(Note)
-            .values(
-                [
-                    {
-                        "team_id": source.team_id,
-                        "record_kind": str(source.record_kind),
-                        "record_id": source.record_id,
-                        "type": HUB_CHANNEL_CHAT,
-                        "excerpt": excerpt,
-                        "room_deeplink": None
-                        if source.link is None
-                        else room_deeplink(settings, source.link, source.room_id),
-                        "creator_flag": source.creator_flag,
-                        "creator_name": creator_label(source.creator_flag),
-                        "channel_room_id": source.room_id,
-                        "channel_organization_id": source.organization_id,
-                        "created_at": now,
-                    }
-                    for source, excerpt, _ in notes
-                ]
-            )
-            .on_conflict_do_nothing(
-                index_elements=["record_kind", "record_id", "type", "channel_room_id"]
-            )
-            .returning(Note.record_kind, Note.record_id, Note.channel_room_id)
+        connection = await session.connection()
+        written_rows = await connection.execute(
+            _note_insert(connection.dialect.name),
+            [
+                {
+                    "team_id": source.team_id,
+                    "record_kind": str(source.record_kind),
+                    "record_id": source.record_id,
+                    "type": HUB_CHANNEL_CHAT,
+                    "excerpt": excerpt,
+                    "room_deeplink": None
+                    if source.link is None
+                    else room_deeplink(settings, source.link, source.room_id),
+                    "creator_flag": source.creator_flag,
+                    "creator_name": creator_label(source.creator_flag),
+                    "channel_room_id": source.room_id,
+                    "channel_organization_id": source.organization_id,
+                    "created_at": now,
+                }
+                for source, excerpt, _ in notes
+            ],
         )
-        written = {tuple(row) for row in await session.execute(statement)}
+        written = {tuple(row) for row in written_rows}
         inserted: set[int] = set()
         for source, _, _ in notes:
             key = (str(source.record_kind), source.record_id, source.room_id)
@@ -351,11 +374,9 @@ class TimelineService:
     async def _close_rows(
         self, session: AsyncSession, outbox_ids: Sequence[int], *, error: str | None
     ) -> None:
-        await session.execute(
-            update(OutboxEvent)
-            .where(OutboxEvent.id.in_(outbox_ids), OutboxEvent.status == OutboxStatus.PENDING)
-            .values(status=OutboxStatus.DELIVERED, completed_at=utcnow(), last_error=error)
-            .execution_options(synchronize_session=False)
+        connection = await session.connection()
+        await connection.execute(
+            _CLOSE_ROWS, {"ids": list(outbox_ids), "completed_at": utcnow(), "error": error}
         )
 
     async def entries(
