@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -384,6 +384,52 @@ class WorkerRuntime:
                 thread.join(timeout=SHUTDOWN_TIMEOUT_SECONDS)
             if not loop.is_running():
                 loop.close()
+
+
+OnClaimed = Callable[[Sequence[int]], None]
+
+
+async def in_claim_waves(
+    outbox_ids: Sequence[int],
+    run: Callable[[int, OnClaimed], Awaitable[T]],
+    *,
+    concurrency: int,
+) -> list[T | Exception | None]:
+    """The rows of one message, a claim at a time: ``run(outbox_id, on_claimed)`` makes
+    a batch for one row (its claim takes other due rows along and reports their ids to
+    ``on_claimed``), and the next row's batch starts once that claim has committed. A row
+    an earlier batch of the message took is not claimed again (``None``): under load a
+    message of many rows costs a claim or two instead of one per row. At most
+    ``concurrency`` batches run at once; a batch's error is its result. Results are in
+    the order of ``outbox_ids``."""
+    covered: set[int] = set()
+    results: dict[int, T | Exception | None] = {}
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(outbox_id: int, claimed: asyncio.Event) -> None:
+        def on_claimed(ids: Sequence[int]) -> None:
+            covered.update(ids)
+            claimed.set()
+
+        try:
+            results[outbox_id] = await run(outbox_id, on_claimed)
+        except Exception as error:
+            results[outbox_id] = error
+        finally:
+            claimed.set()
+            gate.release()
+
+    async with asyncio.TaskGroup() as group:
+        for outbox_id in dict.fromkeys(outbox_ids):
+            await gate.acquire()
+            if outbox_id in covered:
+                gate.release()
+                results[outbox_id] = None
+                continue
+            claimed = asyncio.Event()
+            group.create_task(one(outbox_id, claimed))
+            await claimed.wait()
+    return [results[outbox_id] for outbox_id in outbox_ids]
 
 
 def _serve_loop(loop: asyncio.AbstractEventLoop) -> None:

@@ -40,7 +40,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -249,6 +249,7 @@ async def deliver_batch(
     limit: int = BATCH_LIMIT,
     slots: SendSlots | None = None,
     rng: random.Random | None = None,
+    on_claimed: Callable[[Sequence[int]], None] | None = None,
 ) -> BatchResult:
     """Make one attempt at outbox row ``outbox_id`` if it is due, and at up to
     ``limit - 1`` other due rows with it (fewer when ``slots`` has fewer free); see the
@@ -256,12 +257,18 @@ async def deliver_batch(
 
     ``flags`` is the worker process's one flag cache: with ``REDIS_URL`` set it is the
     Redis one the API writes each flag change to after its commit, so an attempt sees the
-    change at once."""
+    change at once. ``on_claimed`` is told the ids the claim took (none, when it took
+    nothing) as soon as it has committed, before the sends."""
     rng = rng or random.SystemRandom()
     slots = slots or SendSlots(limit)
     taken = slots.take(limit)
     try:
-        claims, links = await _claim(sessions, outbox_id, policy, taken)
+        claims: list[Claim] = []
+        try:
+            claims, links = await _claim(sessions, outbox_id, policy, taken)
+        finally:
+            if on_claimed is not None:
+                on_claimed([claim.id for claim in claims])
         if not claims:
             log.info("webhook not due or already handled", extra={"outbox_id": outbox_id})
             return BatchResult(DeliveryResult(Outcome.SKIPPED))

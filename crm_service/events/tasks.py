@@ -11,11 +11,16 @@ is never sent by two attempts at once; the sweep hands it out again once the lea
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
-from crm_service.events.delivery import BatchResult, DeliveryPolicy, deliver_batch
+from crm_service.events.delivery import (
+    BatchResult,
+    DeliveryPolicy,
+    DeliveryResult,
+    Outcome,
+    deliver_batch,
+)
 from crm_service.events.sweep import claim_overdue, overdue_grace, purge_idempotency_keys
 from crm_service.settings import get_settings
 from crm_service.worker import (
@@ -24,9 +29,11 @@ from crm_service.worker import (
     SWEEP_OUTBOX,
     TASK_BY_KIND,
     WEBHOOKS_QUEUE,
+    OnClaimed,
     Resources,
     celery_app,
     enqueue_outbox,
+    in_claim_waves,
     runtime,
 )
 
@@ -40,8 +47,8 @@ DELIVERY_DEADLINE_SECONDS = max(1.0, DELIVERY_LEASE_SECONDS - 1.0)
 SWEEP_DEADLINE_SECONDS = max(30.0, 2 * _settings.outbox_sweep_seconds)
 
 
-# At most this many of a message's rows start their claim at once (the worker's engine
-# pool and send slots are shared by every task of the process).
+# At most this many batches of one message run at once (the worker's engine pool and send
+# slots are shared by every task of the process); each starts after the previous claim.
 BATCH_CONCURRENCY = 5
 
 
@@ -80,7 +87,9 @@ def deliver_webhooks(outbox_ids: list[int]) -> dict[str, int]:
     return outcomes
 
 
-async def _deliver(shared: Resources, outbox_id: int) -> BatchResult:
+async def _deliver(
+    shared: Resources, outbox_id: int, on_claimed: OnClaimed | None = None
+) -> BatchResult:
     return await deliver_batch(
         shared.sessions,
         shared.webhooks,
@@ -88,19 +97,20 @@ async def _deliver(shared: Resources, outbox_id: int) -> BatchResult:
         outbox_id,
         DeliveryPolicy.from_settings(shared.settings),
         slots=shared.send_slots,
+        on_claimed=on_claimed,
     )
 
 
 async def _deliver_all(
     shared: Resources, outbox_ids: list[int]
 ) -> list[BatchResult | BaseException]:
-    gate = asyncio.Semaphore(BATCH_CONCURRENCY)
-
-    async def one(outbox_id: int) -> BatchResult:
-        async with gate:
-            return await _deliver(shared, outbox_id)
-
-    return await asyncio.gather(*(one(i) for i in outbox_ids), return_exceptions=True)
+    batches = await in_claim_waves(
+        outbox_ids,
+        lambda outbox_id, on_claimed: _deliver(shared, outbox_id, on_claimed),
+        concurrency=BATCH_CONCURRENCY,
+    )
+    taken = BatchResult(DeliveryResult(Outcome.SKIPPED))  # by an earlier batch of the message
+    return [taken if batch is None else batch for batch in batches]
 
 
 def _schedule_next(batch: BatchResult) -> None:

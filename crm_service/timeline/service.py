@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -69,6 +69,10 @@ class NoteOutcome(StrEnum):
     ALREADY_WRITTEN = "already_written"  # another run's note won the unique constraint
     RECORD_GONE = "record_gone"  # deleted before its note: none written, row closed
     NOT_PENDING = "not_pending"  # done, or held by another run: nothing to do
+
+
+# Each claimed row's outcome, or the error that left it claimed, by outbox id.
+NoteBatch = dict[int, NoteOutcome | Exception]
 
 
 @dataclass(frozen=True)
@@ -163,7 +167,8 @@ class TimelineService:
         settings: Settings,
         *,
         limit: int = NOTE_BATCH_LIMIT,
-    ) -> dict[int, NoteOutcome | Exception]:
+        on_claimed: Callable[[Sequence[int]], None] | None = None,
+    ) -> NoteBatch:
         """Write the note of row ``outbox_id`` and of up to ``limit - 1`` other due
         ``timeline_note`` rows claimed with it, and close them; returns each claimed row's
         outcome, or the error that left it claimed (its lease runs out and the sweep sends
@@ -172,8 +177,14 @@ class TimelineService:
 
         The three steps of one note, for the whole batch: claim the rows and read what
         their notes need (a query per record kind and one for the teams); fetch the
-        histories at once; insert every note and close every row in one transaction."""
-        claimed = await self._claim(sessions, outbox_id, settings, limit)
+        histories at once; insert every note and close every row in one transaction.
+        ``on_claimed`` is told the claimed ids as soon as the claim has committed."""
+        claimed: list[Row[Any]] = []
+        try:
+            claimed = await self._claim(sessions, outbox_id, settings, limit)
+        finally:
+            if on_claimed is not None:
+                on_claimed([row.id for row in claimed])
         if not claimed:
             return {}
         async with sessions() as session:
@@ -182,7 +193,7 @@ class TimelineService:
             *(self._excerpt(source, http_client, settings) for source in sources),
             return_exceptions=True,
         )
-        outcomes: dict[int, NoteOutcome | Exception] = {}
+        outcomes: NoteBatch = {}
         notes: list[tuple[NoteSource, str | None, str | None]] = []
         for source, result in zip(sources, fetched, strict=True):
             if isinstance(result, Exception):

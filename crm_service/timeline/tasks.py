@@ -10,17 +10,17 @@ The note task's hard time limit is its claim's lease, as for deliveries.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from crm_service.settings import get_settings
-from crm_service.timeline.service import NoteOutcome, lease, timeline_service
+from crm_service.timeline.service import NoteBatch, NoteOutcome, lease, timeline_service
 from crm_service.worker import (
     PURGE_NOTES,
     WRITE_TIMELINE_NOTE,
     WRITE_TIMELINE_NOTES,
     Resources,
     celery_app,
+    in_claim_waves,
     runtime,
 )
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 NOTE_LEASE_SECONDS = lease(get_settings()).total_seconds()
 NOTE_DEADLINE_SECONDS = max(1.0, NOTE_LEASE_SECONDS - 1.0)
 PURGE_DEADLINE_SECONDS = 600.0
-BATCH_CONCURRENCY = 5  # rows of one message whose batches run at once
+BATCH_CONCURRENCY = 5  # batches of one message at once, each after the previous claim
 
 
 @celery_app.task(name=WRITE_TIMELINE_NOTE, time_limit=NOTE_LEASE_SECONDS)  # type: ignore[untyped-decorator]
@@ -49,24 +49,31 @@ def write_notes(outbox_ids: list[int]) -> dict[str, int]:
 
 
 def _write_rows(outbox_ids: list[int]) -> dict[str, int]:
-    async def write_all(shared: Resources) -> list[object]:
-        gate = asyncio.Semaphore(BATCH_CONCURRENCY)
-
-        async def one(outbox_id: int) -> object:
-            async with gate:
-                return await _write(shared, outbox_id)
-
-        return await asyncio.gather(*(one(i) for i in outbox_ids), return_exceptions=True)
+    async def write_all(shared: Resources) -> list[NoteBatch | Exception | None]:
+        return await in_claim_waves(
+            outbox_ids,
+            lambda outbox_id, on_claimed: timeline_service.write_batch(
+                shared.sessions,
+                outbox_id,
+                shared.webhooks,
+                shared.settings,
+                on_claimed=on_claimed,
+            ),
+            concurrency=BATCH_CONCURRENCY,
+        )
 
     results = runtime.run(write_all, deadline=NOTE_DEADLINE_SECONDS)
     outcomes: dict[str, int] = {}
     for outbox_id, batch in zip(outbox_ids, results, strict=True):
-        if isinstance(batch, BaseException):
-            batch = {outbox_id: batch}
-        elif not batch:
-            batch = {outbox_id: NoteOutcome.NOT_PENDING}
-        for row_id, outcome in batch.items():  # type: ignore[attr-defined]
-            if isinstance(outcome, BaseException):
+        if batch is None:
+            continue  # an earlier batch of this message took the row and reports it
+        rows: NoteBatch
+        if isinstance(batch, Exception):
+            rows = {outbox_id: batch}
+        else:
+            rows = batch or {outbox_id: NoteOutcome.NOT_PENDING}
+        for row_id, outcome in rows.items():
+            if isinstance(outcome, Exception):
                 log.error(
                     "timeline note failed; the sweep will send it again",
                     extra={"outbox_id": row_id, "error": repr(outcome)},
@@ -79,12 +86,6 @@ def _write_rows(outbox_ids: list[int]) -> dict[str, int]:
                 name = str(outcome)
             outcomes[name] = outcomes.get(name, 0) + 1
     return outcomes
-
-
-async def _write(shared: Resources, outbox_id: int) -> dict[int, NoteOutcome | Exception]:
-    return await timeline_service.write_batch(
-        shared.sessions, outbox_id, shared.webhooks, shared.settings
-    )
 
 
 @celery_app.task(name=PURGE_NOTES, time_limit=PURGE_DEADLINE_SECONDS + 5)  # type: ignore[untyped-decorator]

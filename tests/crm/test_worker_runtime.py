@@ -7,7 +7,7 @@ import asyncio
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,7 +15,14 @@ import pytest
 from celery.concurrency import get_implementation
 
 from crm_service.settings import Settings
-from crm_service.worker import Resources, TaskDeadlineExceeded, WorkerRuntime, pool_name
+from crm_service.worker import (
+    OnClaimed,
+    Resources,
+    TaskDeadlineExceeded,
+    WorkerRuntime,
+    in_claim_waves,
+    pool_name,
+)
 
 
 @pytest.fixture
@@ -116,3 +123,63 @@ def test_stop_then_start_opens_anew(tmp_path: Path) -> None:
 )
 def test_pool_names_resolve_from_aliases_and_classes(given: object, expected: str) -> None:
     assert pool_name(given) == expected
+
+
+# -- claim waves: the rows of one message ----------------------------------------------
+
+
+def claiming(
+    takes: dict[int, list[int]], started: list[int], *, fail: int | None = None
+) -> Callable[[int, OnClaimed], Awaitable[str]]:
+    """A batch run whose claim takes ``takes[row]`` (the row and others), and records
+    the order in which rows started."""
+
+    async def run(outbox_id: int, on_claimed: OnClaimed) -> str:
+        started.append(outbox_id)
+        await asyncio.sleep(0)
+        if outbox_id == fail:
+            raise RuntimeError("database down")
+        on_claimed(takes.get(outbox_id, []))
+        await asyncio.sleep(0.01)  # the sends
+        return f"batch of {outbox_id}"
+
+    return run
+
+
+async def test_a_row_an_earlier_batch_of_the_message_took_is_not_claimed_again() -> None:
+    started: list[int] = []
+    run = claiming({1: [1, 2, 3], 4: [4], 5: []}, started)
+
+    results = await in_claim_waves([1, 2, 3, 4, 5], run, concurrency=5)
+
+    assert started == [1, 4, 5]
+    assert results == ["batch of 1", None, None, "batch of 4", "batch of 5"]
+
+
+async def test_a_failing_batch_is_its_rows_result_and_the_others_still_run() -> None:
+    started: list[int] = []
+    run = claiming({2: [2], 3: [3]}, started, fail=1)
+
+    results = await in_claim_waves([1, 2, 3], run, concurrency=2)
+
+    assert started == [1, 2, 3]
+    assert isinstance(results[0], RuntimeError)
+    assert results[1:] == ["batch of 2", "batch of 3"]
+
+
+async def test_batches_overlap_up_to_the_concurrency_after_each_claim() -> None:
+    running, most = 0, 0
+
+    async def run(outbox_id: int, on_claimed: OnClaimed) -> int:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        on_claimed([outbox_id])
+        await asyncio.sleep(0.02)
+        running -= 1
+        return outbox_id
+
+    results = await in_claim_waves(list(range(10)), run, concurrency=3)
+
+    assert results == list(range(10))
+    assert most == 3
