@@ -16,6 +16,7 @@ from omni_service.organizations.cache import OrganizationCache
 from omni_service.organizations.router import router as organizations_router
 from omni_service.previews.caching import PreviewCache
 from omni_service.previews.changes import ChangeFeed
+from omni_service.previews.fast_path import PreviewFastPath
 from omni_service.previews.router import router as previews_router
 from omni_service.previews.stream import router as preview_stream_router
 from omni_service.receiver.docs import install_webhook_docs
@@ -77,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_entries=settings.preview_cache_entries,
         ),
     )
+    # Innermost: an unchanged poll is answered from the caches before any routing.
+    app.add_middleware(PreviewFastPath, state=app.state)
     # The receiver checks its own signed body (it needs the exact bytes, and 401 first).
     app.add_middleware(BadTextGuard, raw_body_paths=["/webhooks/crm"])
     install_error_handlers(app)
