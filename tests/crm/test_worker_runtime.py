@@ -183,3 +183,21 @@ async def test_batches_overlap_up_to_the_concurrency_after_each_claim() -> None:
 
     assert results == list(range(10))
     assert most == 3
+
+
+def test_a_broker_channel_publishes_through_one_client_until_its_pool_changes() -> None:
+    from kombu import Connection
+
+    from crm_service.worker import RedisTransport
+    from tests.support.processes import RedisServer
+
+    with RedisServer() as server, Connection(server.url(0), transport=RedisTransport) as broker:
+        channel = broker.default_channel
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second
+        first.lpush("probe", b"1")
+        channel._disconnect_pools()  # what kombu does when the connection is lost
+        with channel.conn_or_acquire() as after_reconnect:
+            assert after_reconnect is not first
+            assert after_reconnect.connection_pool is channel.pool
+            assert after_reconnect.llen("probe") == 1
