@@ -40,7 +40,13 @@ from crm_service.events.outbox import WEBHOOK, new_webhook_id
 from crm_service.settings import Settings
 from crm_service.teams.features import BOT_AI_CREATION_PARITY
 from crm_service.teams.models import OmnichannelLink, Team, TeamFeature
-from crm_service.worker import DELIVER_WEBHOOK, WEBHOOKS_QUEUE, make_celery
+from crm_service.worker import (
+    DELIVER_WEBHOOK,
+    DELIVER_WEBHOOKS,
+    MAX_BATCH,
+    WEBHOOKS_QUEUE,
+    make_celery,
+)
 from shared_contracts.events import DealData, EventType, NamedRef, build_envelope
 from shared_contracts.signatures import generate_secret
 from tests.support.databases import async_url, create_template, drop_database
@@ -270,6 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--pool", default="prefork")
     parser.add_argument("--receiver", choices=("fast", "loopback"), default="fast")
+    parser.add_argument(
+        "--hand-off",
+        choices=("batch", "row"),
+        default="batch",
+        help="batch: messages of MAX_BATCH rows, as the API hands a backlog over; row: one"
+        " message per row (the sweep's and a lone create's shape)",
+    )
     args = parser.parse_args(argv)
     if not 2 <= args.events <= MAX_EVENTS:
         parser.error(f"--events must be between 2 and {MAX_EVENTS}")
@@ -285,8 +298,13 @@ def main(argv: list[str] | None = None) -> int:
             ids = asyncio.run(write_events(database_url, omni.url, args.events))
             settings = Settings(database_url=database_url, celery_broker_url=redis.url())
             producer = make_celery(settings)
-            for outbox_id in ids:
-                producer.send_task(DELIVER_WEBHOOK, args=[outbox_id], queue=WEBHOOKS_QUEUE)
+            if args.hand_off == "row":
+                for outbox_id in ids:
+                    producer.send_task(DELIVER_WEBHOOK, args=[outbox_id], queue=WEBHOOKS_QUEUE)
+            else:  # as the API's dispatcher hands a backlog over: MAX_BATCH rows a message
+                for start in range(0, len(ids), MAX_BATCH):
+                    chunk = ids[start : start + MAX_BATCH]
+                    producer.send_task(DELIVER_WEBHOOKS, args=[chunk], queue=WEBHOOKS_QUEUE)
 
             env = service_env(
                 CRM_DATABASE_URL=database_url, CELERY_BROKER_URL=redis.url(), REDIS_URL=redis.url()
