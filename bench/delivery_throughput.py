@@ -270,6 +270,92 @@ async def attempt_stats(database_url: str) -> tuple[int, float, list[int]]:
         await engine.dispose()
 
 
+@dataclass(frozen=True)
+class Measured:
+    events: int
+    attempts: int
+    received: int
+    distinct_ids: int
+    seconds: float
+    worker_cpu_seconds: float
+    latencies_ms: list[int]
+
+    @property
+    def events_per_second(self) -> float:
+        return (self.attempts - 1) / self.seconds if self.seconds > 0 else float("inf")
+
+    @property
+    def cpu_ms_per_event(self) -> float:
+        return 1000 * self.worker_cpu_seconds / self.events
+
+
+def measure(
+    events: int,
+    *,
+    concurrency: int | None = 2,
+    pool: str = "prefork",
+    receiver_kind: str = "fast",
+    hand_off: str = "batch",
+    queues: tuple[str, ...] | None = ("webhooks",),
+    hosts: int = 1,
+) -> Measured:
+    """Write ``events`` pending webhook rows, queue them (``hand_off``), start ``hosts``
+    workers (``concurrency`` None and ``queues`` None: as an operator starts one, no
+    flags) and wait until every row is delivered."""
+    database = create_template("crm")
+    database_url = async_url(database)
+    try:
+        with (
+            RedisServer() as redis,
+            receiver(receiver_kind) as omni,
+            tempfile.TemporaryDirectory() as logs,
+        ):
+            ids = asyncio.run(write_events(database_url, omni.url, events))
+            settings = Settings(database_url=database_url, celery_broker_url=redis.url())
+            producer = make_celery(settings)
+            if hand_off == "row":
+                for outbox_id in ids:
+                    producer.send_task(DELIVER_WEBHOOK, args=[outbox_id], queue=WEBHOOKS_QUEUE)
+            else:  # as the API's dispatcher hands a backlog over: MAX_BATCH rows a message
+                for start in range(0, len(ids), MAX_BATCH):
+                    chunk = ids[start : start + MAX_BATCH]
+                    producer.send_task(DELIVER_WEBHOOKS, args=[chunk], queue=WEBHOOKS_QUEUE)
+
+            env = service_env(
+                CRM_DATABASE_URL=database_url, CELERY_BROKER_URL=redis.url(), REDIS_URL=redis.url()
+            )
+            workers = []
+            try:
+                for host in range(hosts):
+                    workers.append(
+                        start_celery_worker(
+                            env,
+                            log_dir=Path(logs),
+                            name=f"worker{host}",
+                            queues=queues,
+                            concurrency=concurrency,
+                            pool=pool,
+                        )
+                    )
+                pids = [worker.process.pid for worker in workers if worker.process is not None]
+                cpu_before = sum(cpu_seconds(pid) for pid in pids)
+                wait_until(
+                    lambda: asyncio.run(delivered_count(database_url)) == events,
+                    timeout=max(60.0, events / 10),
+                    interval=0.5,
+                    message=workers[0].tail,
+                )
+                cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+            finally:
+                for worker in workers:
+                    worker.stop()
+            attempts, seconds, latencies = asyncio.run(attempt_stats(database_url))
+    finally:
+        drop_database(database)
+    # The receiver's counts are known once it has stopped.
+    return Measured(events, attempts, omni.requests, omni.distinct_ids, seconds, cpu, latencies)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=2000)
@@ -286,62 +372,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 2 <= args.events <= MAX_EVENTS:
         parser.error(f"--events must be between 2 and {MAX_EVENTS}")
-
-    database = create_template("crm")
-    database_url = async_url(database)
-    try:
-        with (
-            RedisServer() as redis,
-            receiver(args.receiver) as omni,
-            tempfile.TemporaryDirectory() as logs,
-        ):
-            ids = asyncio.run(write_events(database_url, omni.url, args.events))
-            settings = Settings(database_url=database_url, celery_broker_url=redis.url())
-            producer = make_celery(settings)
-            if args.hand_off == "row":
-                for outbox_id in ids:
-                    producer.send_task(DELIVER_WEBHOOK, args=[outbox_id], queue=WEBHOOKS_QUEUE)
-            else:  # as the API's dispatcher hands a backlog over: MAX_BATCH rows a message
-                for start in range(0, len(ids), MAX_BATCH):
-                    chunk = ids[start : start + MAX_BATCH]
-                    producer.send_task(DELIVER_WEBHOOKS, args=[chunk], queue=WEBHOOKS_QUEUE)
-
-            env = service_env(
-                CRM_DATABASE_URL=database_url, CELERY_BROKER_URL=redis.url(), REDIS_URL=redis.url()
-            )
-            worker = start_celery_worker(
-                env,
-                log_dir=Path(logs),
-                queues=("webhooks",),
-                concurrency=args.concurrency,
-                pool=args.pool,
-            )
-            assert worker.process is not None
-            cpu_before = cpu_seconds(worker.process.pid)
-            try:
-                wait_until(
-                    lambda: asyncio.run(delivered_count(database_url)) == args.events,
-                    timeout=max(60.0, args.events / 10),
-                    interval=0.5,
-                    message=worker.tail,
-                )
-                cpu = cpu_seconds(worker.process.pid) - cpu_before
-            finally:
-                worker.stop()
-            attempts, seconds, latencies = asyncio.run(attempt_stats(database_url))
-    finally:
-        drop_database(database)
-
-    rate = (attempts - 1) / seconds if seconds > 0 else float("inf")
-    cuts = statistics.quantiles(latencies, n=100)
+    run = measure(
+        args.events,
+        concurrency=args.concurrency,
+        pool=args.pool,
+        receiver_kind=args.receiver,
+        hand_off=args.hand_off,
+    )
+    cuts = statistics.quantiles(run.latencies_ms, n=100)
     print(
-        f"events={args.events} attempts={attempts} received={omni.requests} "
-        f"distinct_ids={omni.distinct_ids} "
+        f"events={run.events} attempts={run.attempts} received={run.received} "
+        f"distinct_ids={run.distinct_ids} "
         f"worker_concurrency={args.concurrency} pool={args.pool} receiver={args.receiver}\n"
-        f"first-to-last attempt: {seconds:.2f} s -> {rate:.0f} events/s\n"
-        f"worker CPU: {cpu:.2f} s -> {1000 * cpu / args.events:.2f} ms per event "
+        f"first-to-last attempt: {run.seconds:.2f} s -> {run.events_per_second:.0f} events/s\n"
+        f"worker CPU: {run.worker_cpu_seconds:.2f} s -> {run.cpu_ms_per_event:.2f} ms per event "
         "(start-up and idle polling included)\n"
-        f"attempt latency ms: p50={cuts[49]:.0f} p95={cuts[94]:.0f} max={max(latencies)}"
+        f"attempt latency ms: p50={cuts[49]:.0f} p95={cuts[94]:.0f} max={max(run.latencies_ms)}"
     )
     return 0
 

@@ -13,7 +13,10 @@ then measures, in this order:
    flag on), wrk against the CRM with no worker running, then the same body against the
    bare one-INSERT endpoint on the same database.
 2. **delivery**: the workers start and deliver the webhooks those creates queued, to the
-   real Omni; signed events/s between the first and the last attempt.
+   real Omni (which also answers the chat histories of the notes written alongside);
+   signed events/s between the first and the last attempt. Then the issue's own measure:
+   one plain worker host (no flags) against a receiver fast enough not to be the limit
+   (:mod:`bench.delivery_throughput`), the backlog handed over as the API hands it.
 3. **preview poll**: one room's ``crm_preview`` with ``If-None-Match`` (all 304) and
    without (200), against bare ``GET /hello``.
 4. **receiver**: distinct pre-signed events into ``POST /webhooks/crm`` of Omni, against
@@ -52,7 +55,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench import wrk
+from bench import delivery_throughput, wrk
 from bench.omni_harness import Organization
 from bench.omni_wrk import receiver_events
 from bench.open_loop import OpenLoopClient
@@ -79,6 +82,7 @@ class Report:
     options: dict[str, Any]
     throughput: dict[str, dict[str, Any]] = field(default_factory=dict)
     delivery: dict[str, Any] = field(default_factory=dict)
+    delivery_fast: dict[str, Any] = field(default_factory=dict)
     latency: dict[str, dict[str, Any]] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
@@ -264,6 +268,29 @@ def delivery(stack: Stack, report: Report, args: argparse.Namespace) -> None:
         "worker_hosts": stack.worker_options["hosts"],
     }
     print(f"delivery         {rate:8.0f} events/s  ({delivered} events, {span or 0:.1f} s)")
+
+
+def delivery_fast(report: Report, args: argparse.Namespace) -> None:
+    """One worker host as an operator starts it (no -Q, no --concurrency; a second one
+    with ``--scale-out``) against the bare receiver; PostgreSQL and Redis of their own."""
+    events = args.fast_delivery_events
+    hosts = 2 if args.scale_out else 1
+    run = delivery_throughput.measure(
+        events, concurrency=None, pool="prefork", queues=None, hosts=hosts
+    )
+    report.delivery_fast = {
+        "events": run.events,
+        "events_per_second": round(run.events_per_second, 1),
+        "worker_cpu_ms_per_event": round(run.cpu_ms_per_event, 2),
+        "attempt_p50_ms": _percentile([float(value) for value in run.latencies_ms], 50),
+        "received": run.received,
+        "pool": "prefork",
+        "worker_hosts": hosts,
+    }
+    print(
+        f"delivery (fast)  {run.events_per_second:8.0f} events/s  ({run.events} events,"
+        f" {run.cpu_ms_per_event:.2f} ms worker CPU each)"
+    )
 
 
 def preview(stack: Stack, report: Report, args: argparse.Namespace) -> None:
@@ -462,8 +489,16 @@ def table(report: Report) -> str:
         )
     if report.delivery:
         rows.append(
-            f"| delivery, one worker host ({report.delivery['pool']}) |"
-            f" {report.delivery['events_per_second']:,.0f} events/s | | |"
+            f"| delivery drain to the real Omni, notes alongside"
+            f" ({report.delivery['worker_hosts']} x {report.delivery['pool']}) |"
+            f" {report.delivery['events_per_second']:,.0f} events/s | | | |"
+        )
+    if report.delivery_fast:
+        fast = report.delivery_fast
+        rows.append(
+            f"| delivery to a fast receiver ({fast['worker_hosts']} x plain {fast['pool']}"
+            f" worker) | {fast['events_per_second']:,.0f} events/s,"
+            f" {fast['worker_cpu_ms_per_event']:.2f} ms worker CPU each | | |"
             f" ≥ {TARGETS['delivery_events_per_second']:.0f} |"
         )
     for pool, entry in report.latency.items():
@@ -493,11 +528,16 @@ def main() -> None:
     )
     parser.add_argument("--drain-timeout", type=float, default=90.0, help="delivery phase cap")
     parser.add_argument(
+        "--fast-delivery-events", type=int, default=4000, help="events for the fast receiver"
+    )
+    parser.add_argument(
         "--scale-out", action="store_true", help="2 uvicorn workers per API, 2 worker hosts"
     )
     args = parser.parse_args()
     if not 1 <= args.duration <= 60 or not 1 <= args.rate <= 1000:
         parser.error("--duration must be 1..60 and --rate 1..1000")
+    if not 2 <= args.fast_delivery_events <= delivery_throughput.MAX_EVENTS:
+        parser.error(f"--fast-delivery-events must be 2..{delivery_throughput.MAX_EVENTS}")
     pools = [pool.strip() for pool in args.pools.split(",") if pool.strip()]
     began = time.monotonic()
     report = Report(machine=machine(), options={**vars(args), "out": str(args.out)})
@@ -523,6 +563,8 @@ def main() -> None:
                 for process in (*stack.apis, *stack.workers):
                     sys.stderr.write(process.tail(20) + "\n")
                 raise
+        # After the stack has stopped: its own databases and Redis, the machine to itself.
+        delivery_fast(report, args)
     report.seconds = round(time.monotonic() - began, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(asdict(report), indent=2, default=str) + "\n")

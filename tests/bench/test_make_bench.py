@@ -36,6 +36,8 @@ def test_a_short_bench_run_measures_every_path_and_writes_its_report(tmp_path: P
             "1",
             "--pools",
             "solo",
+            "--fast-delivery-events",
+            "200",
             "--out",
             str(out),
         ],
@@ -54,10 +56,12 @@ def test_a_short_bench_run_measures_every_path_and_writes_its_report(tmp_path: P
         assert sum(entry["errors"].values()) == 0, (name, entry["errors"])
     assert report["delivery"]["events"] >= report["delivery"]["backlog_at_start"] > 0
     assert report["delivery"]["events_per_second"] > 0
+    fast = report["delivery_fast"]
+    assert fast["events"] == fast["received"] == 200 and fast["events_per_second"] > 0
     [latency] = report["latency"].values()
     assert latency["creates"] == 20 and latency["failed_creates"] == 0
     assert latency["not_visible_after_30s"] == 0
     assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["max_ms"]
     assert {"crm", "omni", "worker0"} <= set(report["rss_mb"])
     table = completed.stdout.split("| path |", 1)[1]
-    assert table.count("\n|") >= 7 and f"≥ {TARGETS['create']}" in table
+    assert table.count("\n|") >= 8 and f"≥ {TARGETS['create']}" in table
