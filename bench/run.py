@@ -139,6 +139,55 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (0 for a process that is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _backend_pids(dsn: str, databases: list[str]) -> list[int]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = ANY($1::text[])"
+            " AND pid <> pg_backend_pid()",
+            databases,
+        )
+    finally:
+        await connection.close()
+    return [int(row["pid"]) for row in rows]
+
+
+def cpu_by_role(stack: Stack) -> dict[str, dict[int, float]]:
+    """CPU seconds so far of every process of the stack, by role: ``crm``, ``omni``,
+    ``worker`` (every host and pool child) and ``postgres`` (the backends serving the
+    stack's two databases)."""
+    roles: dict[str, dict[int, float]] = {"crm": {}, "omni": {}, "worker": {}, "postgres": {}}
+    for name, pid in stack.pids().items():
+        role = "worker" if name.startswith("worker") else name
+        for member in _tree(pid):
+            roles.setdefault(role, {})[member] = _cpu_seconds(member)
+    backends = asyncio.run(
+        _backend_pids(plain_dsn("postgres"), [stack.crm_database, stack.omni_database])
+    )
+    roles["postgres"] = {pid: _cpu_seconds(pid) for pid in backends}
+    return roles
+
+
+def cpu_spent(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
+) -> dict[str, float]:
+    """CPU seconds each role spent between two :func:`cpu_by_role` samples (a process
+    that started in between counts from zero)."""
+    return {
+        role: sum(seconds - before.get(role, {}).get(pid, 0.0) for pid, seconds in pids.items())
+        for role, pids in after.items()
+    }
+
+
 @contextmanager
 def peak_rss(stack: Stack, into: dict[str, float]) -> Iterator[None]:
     """Sample every process of the stack twice a second; keep each one's peak, by role
@@ -434,6 +483,7 @@ def latency(stack: Stack, report: Report, args: argparse.Namespace, pool: str) -
     if not stack.workers:
         stack.start_workers(pool)
         stack.worker_options["running_pool"] = pool
+    cpu_before = cpu_by_role(stack)
     scheduled, failures = asyncio.run(_open_loop(stack, args.rate, args.latency_seconds))
     dsn = plain_dsn(stack.omni_database)
     rooms = list(scheduled)
@@ -442,6 +492,11 @@ def latency(stack: Stack, report: Report, args: argparse.Namespace, pool: str) -
     while len(seen) < len(rooms) and time.monotonic() < deadline:
         time.sleep(0.25)
         seen = asyncio.run(_visible_at(dsn, rooms))
+    # What each create cost the whole stack, its notes included (they are written by the
+    # time the preview is: the notes queue drains alongside; the last ones may miss).
+    spent = cpu_spent(cpu_before, cpu_by_role(stack))
+    cpu_ms = {role: round(1000 * seconds / len(rooms), 2) for role, seconds in spent.items()}
+    cpu_ms["total"] = round(sum(cpu_ms.values()), 2)
     delays = [(seen[room] - scheduled[room]) * 1000 for room in rooms if room in seen]
     third = max(1, len(delays) // 3)
     entry = {
@@ -457,6 +512,9 @@ def latency(stack: Stack, report: Report, args: argparse.Namespace, pool: str) -
         # A backlog that grows shows as the last third waiting longer than the first.
         "first_third_p50_ms": round(_percentile(delays[:third], 50), 1),
         "last_third_p50_ms": round(_percentile(delays[-third:], 50), 1),
+        "cpu_ms_per_create": cpu_ms,
+        # Cores the stack needs to keep up with the rate at that cost per create.
+        "cores_needed": round(cpu_ms["total"] * args.rate / 1000, 2),
     }
     report.latency[pool] = entry
     print(
@@ -507,6 +565,13 @@ def table(report: Report) -> str:
             f" p50 {entry['p50_ms']} ms, p95 {entry['p95_ms']} ms"
             f" (first/last third p50 {entry['first_third_p50_ms']}/{entry['last_third_p50_ms']} ms)"
             f" | | | p95 < {TARGETS['create_to_preview_p95_ms']:.0f} ms |"
+        )
+        cpu = entry["cpu_ms_per_create"]
+        rows.append(
+            f"| CPU per create in that run, {pool} | {cpu['total']:.1f} ms: CRM {cpu['crm']:.1f},"
+            f" worker {cpu['worker']:.1f}, Omni {cpu['omni']:.1f}, PostgreSQL"
+            f" {cpu['postgres']:.1f} → {entry['cores_needed']:.2f} cores at"
+            f" {entry['rate_per_second']:g}/s | | | |"
         )
     if report.rss_mb:
         peak = max(report.rss_mb.items(), key=lambda item: item[1])

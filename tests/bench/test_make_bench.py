@@ -62,6 +62,9 @@ def test_a_short_bench_run_measures_every_path_and_writes_its_report(tmp_path: P
     assert latency["creates"] == 20 and latency["failed_creates"] == 0
     assert latency["not_visible_after_30s"] == 0
     assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["max_ms"]
+    cpu = latency["cpu_ms_per_create"]
+    assert all(cpu[role] > 0 for role in ("crm", "omni", "worker", "postgres")), cpu
+    assert cpu["total"] == pytest.approx(sum(cpu[r] for r in ("crm", "omni", "worker", "postgres")))
     assert {"crm", "omni", "worker0"} <= set(report["rss_mb"])
     table = completed.stdout.split("| path |", 1)[1]
-    assert table.count("\n|") >= 8 and f"≥ {TARGETS['create']}" in table
+    assert table.count("\n|") >= 9 and f"≥ {TARGETS['create']}" in table
