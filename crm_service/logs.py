@@ -1,5 +1,5 @@
 """The CRM's logs are the JSON lines of :mod:`service_kit.logs` (shared with Omni)."""
 
-from service_kit.logs import configure_logging, install_request_ids
+from service_kit.logs import configure_logging
 
-__all__ = ["configure_logging", "install_request_ids"]
+__all__ = ["configure_logging"]

@@ -15,8 +15,7 @@ from crm_service.deals.router import router as deals_router
 from crm_service.errors import install_error_handlers
 from crm_service.events.catalog import install_event_catalog
 from crm_service.events.router import admin_router as deliveries_admin_router
-from crm_service.http import BodySizeLimit
-from crm_service.logs import configure_logging, install_request_ids
+from crm_service.logs import configure_logging
 from crm_service.metrics import API_REGISTRY, WORKER_METRIC_NAMES
 from crm_service.pages.router import router as pages_router
 from crm_service.pipelines.router import router as pipelines_router
@@ -26,11 +25,11 @@ from crm_service.teams.router import admin_router as teams_admin_router
 from crm_service.teams.router import token_router
 from crm_service.tickets.router import router as tickets_router
 from crm_service.timeline.router import router as timeline_router
-from service_kit.metrics import exposition, install_http_metrics
+from service_kit.edge import install_request_edge
+from service_kit.metrics import exposition
 from service_kit.openapi import install_error_docs
 from service_kit.pages import KIT_STATIC_PATH, kit_static_files
 from service_kit.production import refuse_development_secrets
-from service_kit.request_guard import BadTextGuard
 
 # Per API process (compose runs two): 2 x 20 of PostgreSQL's default 100 connections.
 API_POOL = {"pool_size": 20, "max_overflow": 0}
@@ -89,12 +88,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="CRM service", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    # Added first, so it runs inside the size limit and never buffers an oversized body.
-    app.add_middleware(BadTextGuard)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    install_http_metrics(app, API_REGISTRY)
-    install_request_ids(app)  # outermost: every line of a request carries its id
+    # Request ids, HTTP metrics, the 1 MiB body limit and the bad-text guard, in one layer
+    # around the router: every line of a request carries its id.
+    install_request_edge(app, registry=API_REGISTRY, max_body_bytes=settings.max_body_bytes)
     for router in (
         teams_admin_router,
         deliveries_admin_router,

@@ -24,12 +24,11 @@ from omni_service.receiver.router import router as receiver_router
 from omni_service.receiver.service import ReceiverDatabase
 from omni_service.rooms.router import router as rooms_router
 from omni_service.settings import Settings, get_settings
-from service_kit.logs import configure_logging, install_request_ids
-from service_kit.metrics import install_http_metrics
+from service_kit.edge import install_request_edge
+from service_kit.logs import configure_logging
 from service_kit.openapi import install_error_docs
 from service_kit.pages import KIT_STATIC_PATH, kit_static_files
 from service_kit.production import refuse_development_secrets
-from service_kit.request_guard import BadTextGuard
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -78,13 +77,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_entries=settings.preview_cache_entries,
         ),
     )
-    # Innermost: an unchanged poll is answered from the caches before any routing.
+    # Inside the edge: an unchanged poll is answered from the caches before any routing
+    # (it sets the route's template for the edge's metrics).
     app.add_middleware(PreviewFastPath, state=app.state)
-    # The receiver checks its own signed body (it needs the exact bytes, and 401 first).
-    app.add_middleware(BadTextGuard, raw_body_paths=["/webhooks/crm"])
     install_error_handlers(app)
-    install_http_metrics(app, metrics.REGISTRY)
-    install_request_ids(app)  # outermost: every line of a request carries its id
+    # Request ids, HTTP metrics and the bad-text guard, in one layer around the fast path
+    # and the router: every line of a request carries its id. The receiver checks its own signed body (it
+    # needs the exact bytes, and 401 first) and limits its size itself.
+    install_request_edge(app, registry=metrics.REGISTRY, raw_body_paths=["/webhooks/crm"])
     for router in (
         health.router,
         metrics.router,

@@ -4,25 +4,27 @@ its request id. Secrets are never passed to a logger.
 
 - :func:`configure_logging` — the root handler and format; uvicorn's own loggers (its
   access and error lines) are routed through it, so a process writes JSON only.
-- :func:`install_request_ids` — every request gets an id: the caller's ``X-Request-ID``
-  when it is a sane token, else a new one; it is echoed in the response and put on every
-  log line the request causes (``request_id``), uvicorn's access line included.
+- :data:`REQUEST_ID` — the current request's id, set by the request edge
+  (:mod:`service_kit.edge`): the caller's ``X-Request-ID`` when it is a sane token, else a
+  new one; it is echoed in the response and put on every log line the request causes
+  (``request_id``, by :class:`RequestIdFilter`), uvicorn's access line included.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import string
+import re
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
-from fastapi import FastAPI
-
 REQUEST_ID_HEADER = "X-Request-ID"
 MAX_REQUEST_ID_LENGTH = 128
-_REQUEST_ID_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_.:")
+# A short token: letters, digits and ``-_.:`` (bytes, as the header arrives).
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9\-_.:]{1,%d}" % MAX_REQUEST_ID_LENGTH)
+# The id of the request being served in this context (None outside a request).
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 # Record attributes that are not fields of ours (uvicorn adds an ANSI-coloured copy).
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 # uvicorn's access line: (client address, method, path with query, HTTP version, status).
@@ -51,7 +53,7 @@ class RequestIdFilter(logging.Filter):
     """Puts the current request's id on the record (``request_id``), if there is one."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        request_id = correlation_id.get()
+        request_id = REQUEST_ID.get()
         if request_id is not None and not hasattr(record, "request_id"):
             record.request_id = request_id
         return True
@@ -75,16 +77,8 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def valid_request_id(value: str) -> bool:
+def valid_request_id(value: str | bytes) -> bool:
     """A caller's id is kept if it is a short token (a UUID, a trace id, ``req-42``):
     nothing that could forge a log field or carry a secret-sized payload."""
-    return 0 < len(value) <= MAX_REQUEST_ID_LENGTH and set(value) <= _REQUEST_ID_CHARACTERS
-
-
-def install_request_ids(app: FastAPI) -> None:
-    app.add_middleware(
-        CorrelationIdMiddleware,
-        header_name=REQUEST_ID_HEADER,
-        validator=valid_request_id,
-        update_request_header=True,
-    )
+    raw = value.encode("latin-1", "replace") if isinstance(value, str) else value
+    return _VALID_REQUEST_ID.fullmatch(raw) is not None

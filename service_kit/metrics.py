@@ -1,5 +1,5 @@
-"""Prometheus for both APIs: HTTP request count and latency by route, method and status
-(prometheus-fastapi-instrumentator), and the ``/metrics`` exposition.
+"""Prometheus for both APIs: the ``/metrics`` exposition (HTTP request count and latency
+by route, method and status are counted by :mod:`service_kit.edge`).
 
 Each service keeps its metrics in a registry of its own. With ``PROMETHEUS_MULTIPROC_DIR``
 set (an API run with ``uvicorn --workers N``; one directory per service, emptied before
@@ -12,25 +12,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 
-from fastapi import FastAPI, Response
+from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_fastapi_instrumentator import Instrumentator
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_PATH = "/metrics"
-
-
-def install_http_metrics(app: FastAPI, registry: CollectorRegistry) -> None:
-    """``http_requests_total`` and ``http_request_duration_seconds`` with the route's
-    template as ``handler`` (``/api/v3.1/deals/{record_id}``), exact status codes."""
-    Instrumentator(
-        should_group_status_codes=False,
-        should_ignore_untemplated=True,  # a 404 on a made-up path is not a route
-        excluded_handlers=[METRICS_PATH],
-        registry=registry,
-    ).instrument(app)
 
 
 class _Without:

@@ -2,10 +2,11 @@
 
 A NUL character (``\\x00``) or an unpaired UTF-16 surrogate (``"\\ud800"`` in JSON
 decodes to one in Python) in a path, query or JSON body would otherwise reach the
-driver and fail there, as a 500. ``BadTextGuard`` answers 422 in FastAPI's error shape
-with the field's ``loc`` instead, before any endpoint runs.
+driver and fail there, as a 500. The request edge (:mod:`service_kit.edge`) answers 422
+in FastAPI's error shape with the field's ``loc`` instead, before any endpoint runs, with
+the checks here.
 
-It stays off the hot path: it looks at a body only when its raw bytes could hold such a
+They stay off the hot path: a body is looked at only when its raw bytes could hold such a
 character (a ``\\u0000`` or ``\\ud…`` escape; a raw NUL or a raw surrogate is not valid
 JSON or UTF-8 and FastAPI refuses it already), and at the query only when it holds
 ``%00`` or a NUL. Invalid UTF-8 in a URL is decoded with replacement characters, which
@@ -18,14 +19,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-_SUSPECT_BODY = re.compile(rb"\\u0000|\\u[dD]|\x00")
+SUSPECT_BODY = re.compile(rb"\\u0000|\\u[dD]|\x00")
 _SURROGATE_OR_NUL = re.compile("[\x00\ud800-\udfff]")
 Location = list[str | int]
 
@@ -81,89 +81,45 @@ def validation_error_body(location: Location, reason: str) -> bytes:
     return json.dumps({"detail": detail}).encode()
 
 
-class BadTextGuard:
-    def __init__(self, app: ASGIApp, raw_body_paths: Iterable[str] = ()) -> None:
-        self.app = app
-        self.raw_body_paths = frozenset(raw_body_paths)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        found = self._in_path(scope) or self._in_query(scope)
-        if found is not None:
-            await self._refuse(send, *found)
-            return
-        if scope["path"] in self.raw_body_paths or scope["method"] in ("GET", "HEAD"):
-            await self.app(scope, receive, send)
-            return
-        messages: list[Message] = []
-        body = bytearray()
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
-        if _SUSPECT_BODY.search(body):
-            found = self._in_body(bytes(body))
-            if found is not None:
-                await self._refuse(send, *found)
-                return
-
-        async def replay() -> Message:
-            if messages:
-                return messages.pop(0)
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    def _in_path(self, scope: Scope) -> tuple[Location, str] | None:
-        reason = bad_text_reason(scope["path"])
-        if reason is None:
-            return None
-        # Name the parameter from the documented path templates (only on this slow path).
-        app = scope.get("app")
-        openapi = getattr(app, "openapi", None)
-        templates = openapi().get("paths", {}) if callable(openapi) else {}
-        for template in templates:
-            match = _template_pattern(template).fullmatch(scope["path"])
-            if match is None:
-                continue
-            for name, value in match.groupdict().items():
-                if bad_text_reason(value) is not None:
-                    return ["path", name], reason
-        return ["path"], reason
-
-    def _in_query(self, scope: Scope) -> tuple[Location, str] | None:
-        query: bytes = scope.get("query_string", b"")
-        if b"%00" not in query and b"\x00" not in query:
-            return None
-        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-            reason = bad_text_reason(name) or bad_text_reason(value)
-            if reason is not None:
-                return ["query", name.replace("\x00", "\\x00")], reason
+def bad_text_in_path(scope: Scope) -> tuple[Location, str] | None:
+    """The location and reason of a NUL or lone surrogate in the request's path."""
+    reason = bad_text_reason(scope["path"])
+    if reason is None:
         return None
+    # Name the parameter from the documented path templates (only on this slow path).
+    app = scope.get("app")
+    openapi = getattr(app, "openapi", None)
+    templates = openapi().get("paths", {}) if callable(openapi) else {}
+    for template in templates:
+        match = _template_pattern(template).fullmatch(scope["path"])
+        if match is None:
+            continue
+        for name, value in match.groupdict().items():
+            if bad_text_reason(value) is not None:
+                return ["path", name], reason
+    return ["path"], reason
 
-    def _in_body(self, body: bytes) -> tuple[Location, str] | None:
-        try:
-            document = json.loads(body)
-        except ValueError:
-            return None  # not JSON: the endpoint's own parsing answers
-        return find_bad_text(document, ["body"])
 
-    async def _refuse(self, send: Send, location: Location, reason: str) -> None:
-        body = validation_error_body(location, reason)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 422,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+def bad_text_in_query(scope: Scope) -> tuple[Location, str] | None:
+    """The location and reason of a NUL in the query (looked for only when the raw query
+    holds ``%00`` or a NUL)."""
+    query: bytes = scope.get("query_string", b"")
+    if b"%00" not in query and b"\x00" not in query:
+        return None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        reason = bad_text_reason(name) or bad_text_reason(value)
+        if reason is not None:
+            return ["query", name.replace("\x00", "\\x00")], reason
+    return None
+
+
+def bad_text_in_body(body: bytes) -> tuple[Location, str] | None:
+    """The location and reason of the first unstorable string of a JSON body, decoded only
+    when its raw bytes could hold one (a ``\\u0000`` or ``\\ud…`` escape)."""
+    if not SUSPECT_BODY.search(body):
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None  # not JSON: the endpoint's own parsing answers
+    return find_bad_text(document, ["body"])
