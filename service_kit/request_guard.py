@@ -8,7 +8,7 @@ the checks here.
 
 They stay off the hot path: a body is looked at only when its raw bytes could hold such a
 character (a ``\\u0000`` or ``\\ud…`` escape; a raw NUL or a raw surrogate is not valid
-JSON or UTF-8 and FastAPI refuses it already), and at the query only when it holds
+JSON or UTF-8 and FastAPI refuses it already), and the query only when it holds
 ``%00`` or a NUL. Invalid UTF-8 in a URL is decoded with replacement characters, which
 are harmless. Paths in ``raw_body_paths`` (a signed webhook, whose receiver needs the
 exact bytes and checks its own document with ``find_bad_text``) keep their body
