@@ -213,8 +213,10 @@ class RequestEdge:
             nonlocal status, response_headers
             if message["type"] == "http.response.start":
                 status = message["status"]
-                response_headers = message.get("headers", ())
-                message["headers"] = [*response_headers, (_REQUEST_ID, request_id)]
+                response_headers = message["headers"] = [
+                    *message.get("headers", ()),
+                    (_REQUEST_ID, request_id),
+                ]
             await send(message)
 
         try:
