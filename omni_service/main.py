@@ -82,8 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(PreviewFastPath, state=app.state)
     install_error_handlers(app)
     # Request ids, HTTP metrics and the bad-text guard, in one layer around the fast path
-    # and the router: every line of a request carries its id. The receiver checks its own signed body (it
-    # needs the exact bytes, and 401 first) and limits its size itself.
+    # and the router: every line of a request carries its id. The receiver checks its own
+    # signed body (it needs the exact bytes, and 401 first) and limits its size itself.
     install_request_edge(app, registry=metrics.REGISTRY, raw_body_paths=["/webhooks/crm"])
     for router in (
         health.router,
