@@ -26,6 +26,8 @@ async def get_session(request: Request, background: BackgroundTasks) -> AsyncIte
     the broker only after the commit, and after the response (a slow or absent broker
     never delays or fails the caller; the outbox sweep catches up)."""
     async with request.app.state.session_factory() as session:
+        if writes_in_one_statement(request) and session.get_bind().dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         try:
             yield session
             await session.commit()
@@ -36,6 +38,20 @@ async def get_session(request: Request, background: BackgroundTasks) -> AsyncIte
         outbox_ids = pending_outbox_ids(session)
         if outbox_ids:
             schedule_dispatch(request.app, background, outbox_ids)
+
+
+ONE_STATEMENT = "writes_in_one_statement"
+
+
+def writes_in_one_statement(request: Request) -> bool:
+    """Whether the request's endpoint declared that it writes in a single statement (a
+    record's create on PostgreSQL) and nothing asks for more: without an Idempotency-Key,
+    whose stored response commits together with the record. Its session then runs in
+    autocommit: each statement is atomic on its own, and the request saves the BEGIN and
+    COMMIT round trips."""
+    route = request.scope.get("route")
+    endpoint = getattr(route, "endpoint", None)
+    return getattr(endpoint, ONE_STATEMENT, False) and "idempotency-key" not in request.headers
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

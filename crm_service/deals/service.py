@@ -22,6 +22,8 @@ class DealService(RecordService[Deal]):
     link_column = "deal_id"
     preview_fields = frozenset({"name", "stage_id", "pipeline_id", "size", "status"})
     url_segment = "deals"
+    # Reads (the placement), then the one statement; nothing else is written.
+    creates_in_one_statement = True
 
     async def create(
         self, session: AsyncSession, context: RecordContext, body: DealCreate

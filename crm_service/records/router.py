@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request, Response, status
 from pydantic import BaseModel
 
-from crm_service.dependencies import SessionDep
+from crm_service.dependencies import ONE_STATEMENT, SessionDep
 from crm_service.idempotency.service import create_once
 from crm_service.records.dependencies import RecordContextDep
 from crm_service.records.schemas import RecordId
@@ -72,6 +72,11 @@ def record_router(
             ttl=timedelta(seconds=context.settings.idempotency_ttl_seconds),
             create=lambda: service.create(session, context, body),
         )
+
+    # On PostgreSQL a create writes the record, its links and its outbox rows in one
+    # statement (``records/one_statement.py``). A kind whose create writes nothing else
+    # says so, and its session then autocommits (``dependencies.writes_in_one_statement``).
+    setattr(create, ONE_STATEMENT, service.creates_in_one_statement)
 
     @router.get(
         "/{record_id}",

@@ -69,6 +69,9 @@ class RecordService(Generic[R]):
     link_column: ClassVar[str]
     preview_fields: ClassVar[frozenset[str]]
     url_segment: ClassVar[str]
+    # Whether a create on PostgreSQL writes only its one statement (its session may then
+    # autocommit). A ticket's also takes the team's next ticket number first.
+    creates_in_one_statement: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._link_statements: dict[str, Executable] = {}

@@ -1,0 +1,77 @@
+"""Which requests run in a transaction: a deal create without an Idempotency-Key is one
+statement and autocommits (no BEGIN / COMMIT round trips); everything that writes more
+keeps its one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import event
+
+from tests.crm.conftest import TeamHandle, create_deal, fetch_rows
+
+
+@contextmanager
+def isolation_levels(app: FastAPI) -> Iterator[list[tuple[str, str | None]]]:
+    """(statement, the connection's isolation_level option) for every statement sent."""
+    seen: list[tuple[str, str | None]] = []
+
+    def record(connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append((statement, connection.get_execution_options().get("isolation_level")))
+
+    engine = app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+DEAL = {"name": "Bot deal", "channel_integration_room_id": "room-1", "creator_flag": "bot"}
+
+
+async def test_a_deal_create_without_a_key_autocommits_every_statement(
+    crm_app: FastAPI, client: httpx.AsyncClient, team: TeamHandle
+) -> None:
+    with isolation_levels(crm_app) as seen:
+        response = await client.post("/api/v3.1/deals", json=DEAL, headers=team.auth)
+
+    assert response.status_code == 201, response.text
+    assert any(statement.lstrip().startswith("WITH record AS") for statement, _ in seen)
+    assert {level for _, level in seen} == {"AUTOCOMMIT"}
+    [row] = await fetch_rows(crm_app.state.engine, "SELECT name FROM deals")
+    assert row["name"] == "Bot deal"
+
+
+async def test_a_create_with_a_key_keeps_its_transaction(
+    crm_app: FastAPI, client: httpx.AsyncClient, team: TeamHandle
+) -> None:
+    headers = {**team.auth, "Idempotency-Key": "once"}
+    with isolation_levels(crm_app) as seen:
+        response = await client.post("/api/v3.1/deals", json=DEAL, headers=headers)
+
+    assert response.status_code == 201, response.text
+    insert = [level for statement, level in seen if statement.lstrip().startswith("WITH record")]
+    assert insert == [None]
+
+
+async def test_a_ticket_create_and_a_deal_update_keep_their_transaction(
+    crm_app: FastAPI, client: httpx.AsyncClient, team: TeamHandle
+) -> None:
+    deal = await create_deal(client, team, **DEAL)
+    with isolation_levels(crm_app) as seen:
+        ticket = await client.post(
+            "/api/v3.1/tickets",
+            json={"name": "Ticket", "channel_integration_room_id": "room-1"},
+            headers=team.auth,
+        )
+        patched = await client.patch(
+            f"/api/v3.1/deals/{deal['id']}", json={"name": "Renamed"}, headers=team.auth
+        )
+
+    assert ticket.status_code == 201 and patched.status_code == 200
+    assert seen and {level for _, level in seen} == {None}
