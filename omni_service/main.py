@@ -20,6 +20,8 @@ from omni_service.previews.fast_path import PreviewFastPath
 from omni_service.previews.router import router as previews_router
 from omni_service.previews.stream import router as preview_stream_router
 from omni_service.receiver.docs import install_webhook_docs
+from omni_service.receiver.fast_path import ReceiverFastPath
+from omni_service.receiver.router import WEBHOOK_PATH
 from omni_service.receiver.router import router as receiver_router
 from omni_service.receiver.service import ReceiverDatabase
 from omni_service.rooms.router import router as rooms_router
@@ -80,11 +82,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Inside the edge: an unchanged poll is answered from the caches before any routing
     # (it sets the route's template for the edge's metrics).
     app.add_middleware(PreviewFastPath, state=app.state)
+    # Likewise a CRM event: the receiver's own functions, without routing.
+    app.add_middleware(ReceiverFastPath)
     install_error_handlers(app)
     # Request ids, HTTP metrics and the bad-text guard, in one layer around the fast path
     # and the router: every line of a request carries its id. The receiver checks its own
     # signed body (it needs the exact bytes, and 401 first) and limits its size itself.
-    install_request_edge(app, registry=metrics.REGISTRY, raw_body_paths=["/webhooks/crm"])
+    install_request_edge(app, registry=metrics.REGISTRY, raw_body_paths=[WEBHOOK_PATH])
     for router in (
         health.router,
         metrics.router,

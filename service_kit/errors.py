@@ -71,10 +71,15 @@ class Unprocessable(DomainError):
     status_code = 422
 
 
+def error_response(error: DomainError) -> JSONResponse:
+    """The answer to a domain error, wherever it is raised."""
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
+    return JSONResponse(error.body(), status_code=error.status_code, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def handle(_request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, DomainError)
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
-        return JSONResponse(error.body(), status_code=error.status_code, headers=headers)
+        return error_response(error)
 
     app.add_exception_handler(DomainError, handle)

@@ -13,7 +13,9 @@ from omni_service.errors import DomainError, PayloadTooLarge
 from omni_service.metrics import RECEIVED_EVENTS
 from omni_service.receiver import service
 from omni_service.receiver.schemas import Receipt
+from omni_service.settings import Settings
 
+WEBHOOK_PATH = "/webhooks/crm"
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ async def limited_body(request: Request, settings: SettingsDep) -> bytes:
 
 
 @router.post(
-    "/webhooks/crm",
+    WEBHOOK_PATH,
     summary="Receive a signed CRM event",
     description="Verifies the Standard Webhooks signature and timestamp, de-duplicates by "
     "`webhook-id`, and applies the event to the room's preview (see the CRM's OpenAPI "
@@ -67,6 +69,13 @@ async def receive_crm_event(
     body: Annotated[bytes, Depends(limited_body)],
     settings: SettingsDep,
 ) -> Receipt:
+    return await receive_event(request, body, settings)
+
+
+async def receive_event(request: Request, body: bytes, settings: Settings) -> Receipt:
+    """Apply one signed event (what the route does with its body; the receiver's fast
+    path, ``fast_path.py``, calls it too); a refused event raises its counted, logged
+    :class:`DomainError`."""
     state = request.app.state
     try:
         outcome = await service.receive(
