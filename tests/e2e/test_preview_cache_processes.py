@@ -1,6 +1,7 @@
 """The preview cache across processes: two Omni APIs on one PostgreSQL database, each
 with its own cache. The CRM delivers to A; the inbox polls B with the ETag it holds.
-Every change committed through A must show on B's next poll, never a stale 304."""
+Every change committed through A must show on B as soon as B's listener has its
+notification (well under a second), long before the cache's age bound."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.e2e
 
 ROOM = "room-1"
 ROUNDS = 30
+NOTIFICATION_BOUND_SECONDS = 1.0
 
 
 @pytest.fixture
@@ -44,7 +46,7 @@ def two_apis(omni_database_url: str, tmp_path: Path) -> Iterator[tuple[str, str]
             process.stop()
 
 
-def test_a_change_received_by_one_process_shows_on_the_next_poll_of_another(
+def test_a_change_received_by_one_process_shows_on_another_once_notified(
     two_apis: tuple[str, str],
 ) -> None:
     receiver_url, poller_url = two_apis
@@ -68,7 +70,15 @@ def test_a_change_received_by_one_process_shows_on_the_next_poll_of_another(
             content, headers = signed_request(event_type, data, [secret])
             assert a.post("/webhooks/crm", content=content, headers=headers).status_code == 200
 
+            # PostgreSQL sends the notification to B's listener at the commit, not before A
+            # answers: a poll that overtakes it gets the previous answer (README "Omni
+            # caches"). The change must show as soon as it has arrived, long before the
+            # cache's own 5 s age bound.
+            deadline = time.monotonic() + NOTIFICATION_BOUND_SECONDS
             response = b.get(path, headers={**auth, "If-None-Match": etag})
+            while response.status_code == 304 and time.monotonic() < deadline:
+                time.sleep(0.01)
+                response = b.get(path, headers={**auth, "If-None-Match": etag})
 
             assert response.status_code == 200, f"stale 304 on B after version {version}"
             assert response.json()["deal"]["name"] == f"Deal v{version}"

@@ -477,6 +477,15 @@ class Endpoint:
         return responder(request, seen_before)
 
 
+class _ListeningServer(ThreadingHTTPServer):
+    """A listen backlog for a batch of concurrent sends: socketserver's default of 5 let
+    the kernel drop the SYNs of a sixth connection while this process (the test's, busy)
+    was slow to accept, and a dropped SYN is retried after a second, past the
+    webhook timeout the e2e stack runs with."""
+
+    request_queue_size = 128
+
+
 class LoopbackReceiver:
     """A threaded HTTP/1.1 server on ``127.0.0.1`` (keep-alive, any method). Requests go
     to the endpoint whose prefix starts their path; others get 404."""
@@ -546,7 +555,7 @@ class LoopbackReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # the endpoints record what matters
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _ListeningServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
