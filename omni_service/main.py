@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Inside the edge: an unchanged poll is answered from the caches before any routing
     # (it sets the route's template for the edge's metrics).
-    app.add_middleware(PreviewFastPath, state=app.state)
+    app.add_middleware(PreviewFastPath)
     # Likewise a CRM event: the receiver's own functions, without routing.
     app.add_middleware(ReceiverFastPath)
     install_error_handlers(app)

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Scope
 
-SUSPECT_BODY = re.compile(rb"\\u0000|\\u[dD]|\x00")
+_SUSPECT_BODY = re.compile(rb"\\u0000|\\u[dD]|\x00")
 _SURROGATE_OR_NUL = re.compile("[\x00\ud800-\udfff]")
 Location = list[str | int]
 
@@ -116,7 +116,7 @@ def bad_text_in_query(scope: Scope) -> tuple[Location, str] | None:
 def bad_text_in_body(body: bytes) -> tuple[Location, str] | None:
     """The location and reason of the first unstorable string of a JSON body, decoded only
     when its raw bytes could hold one (a ``\\u0000`` or ``\\ud…`` escape)."""
-    if not SUSPECT_BODY.search(body):
+    if not _SUSPECT_BODY.search(body):
         return None
     try:
         document = json.loads(body)

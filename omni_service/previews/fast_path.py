@@ -15,8 +15,6 @@ fast answer carries a request id and is counted under the route's template.
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -26,6 +24,7 @@ from omni_service.organizations.service import hash_token
 from omni_service.previews import caching
 from omni_service.previews.router import router as previews_router
 from omni_service.rooms.models import ROOM_ID_MAX_LENGTH
+from service_kit.edge import route_with_path
 
 PREFIX = "/api/v1/rooms/"
 SUFFIX = "/crm_preview"
@@ -36,11 +35,9 @@ _VARY = b"Authorization, Cookie"
 
 
 class PreviewFastPath:
-    def __init__(self, app: ASGIApp, *, state: Any) -> None:
-        """``state``: the app's ``state`` (its caches are created before this layer)."""
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.state = state
-        self._route: Any = None
+        self.route = route_with_path(previews_router.routes, TEMPLATE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         room_id = _polled_room(scope)
@@ -68,15 +65,13 @@ class PreviewFastPath:
             token = (cookie_parser(cookie).get(COOKIES.session) if cookie else None) or ""
             if not token:
                 return False
-        organization_id = self.state.organization_cache.tokens.get(hash_token(token))
+        organization_id = scope["app"].state.organization_cache.tokens.get(hash_token(token))
         if organization_id is None:
             return False
-        preview = self.state.change_feed.cache.lookup((organization_id, room_id))
+        preview = scope["app"].state.change_feed.cache.lookup((organization_id, room_id))
         if preview is None:
             return False
-        if self._route is None:
-            self._route = _route_of(previews_router.routes)
-        scope["route"] = self._route  # what the metrics label a request by
+        scope["route"] = self.route  # what the metrics label a request by
         scope["path_params"] = {"room_id": room_id}
         if preview.has_deal:
             DEAL_PREVIEW_DISPLAYED.inc()
@@ -107,10 +102,3 @@ def _polled_room(scope: Scope) -> str | None:
     if not 0 < len(room_id) <= ROOM_ID_MAX_LENGTH or "/" in room_id:
         return None
     return room_id
-
-
-def _route_of(routes: list[Any]) -> Any:
-    for route in routes:
-        if getattr(route, "path", None) == TEMPLATE:
-            return route
-    raise LookupError(f"no route {TEMPLATE}")

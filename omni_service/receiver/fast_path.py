@@ -15,8 +15,6 @@ route's template.
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -24,13 +22,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from omni_service.errors import DomainError
 from omni_service.receiver.router import WEBHOOK_PATH, limited_body, receive_event
 from omni_service.receiver.router import router as receiver_router
+from service_kit.edge import route_with_path
 from service_kit.errors import error_response
 
 
 class ReceiverFastPath:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._route: Any = None
+        self.route = route_with_path(receiver_router.routes, WEBHOOK_PATH)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -41,9 +40,7 @@ class ReceiverFastPath:
         ):
             await self.app(scope, receive, send)
             return
-        if self._route is None:
-            self._route = _route_of(receiver_router.routes)
-        scope["route"] = self._route  # what the metrics label a request by
+        scope["route"] = self.route  # what the metrics label a request by
         request = Request(scope, receive)
         settings = scope["app"].state.settings
         response: Response
@@ -55,10 +52,3 @@ class ReceiverFastPath:
         else:
             response = Response(receipt.model_dump_json().encode(), media_type="application/json")
         await response(scope, receive, send)
-
-
-def _route_of(routes: list[Any]) -> Any:
-    for route in routes:
-        if getattr(route, "path", None) == WEBHOOK_PATH:
-            return route
-    raise LookupError(f"no route {WEBHOOK_PATH}")

@@ -4,32 +4,11 @@ keeps its one transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import event
 
 from tests.crm.conftest import TeamHandle, create_deal, fetch_rows
-
-
-@contextmanager
-def isolation_levels(app: FastAPI) -> Iterator[list[tuple[str, str | None]]]:
-    """(statement, the connection's isolation_level option) for every statement sent."""
-    seen: list[tuple[str, str | None]] = []
-
-    def record(connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append((statement, connection.get_execution_options().get("isolation_level")))
-
-    engine = app.state.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
+from tests.support.databases import sent_statements
 
 DEAL = {"name": "Bot deal", "channel_integration_room_id": "room-1", "creator_flag": "bot"}
 
@@ -37,7 +16,7 @@ DEAL = {"name": "Bot deal", "channel_integration_room_id": "room-1", "creator_fl
 async def test_a_deal_create_without_a_key_autocommits_every_statement(
     crm_app: FastAPI, client: httpx.AsyncClient, team: TeamHandle
 ) -> None:
-    with isolation_levels(crm_app) as seen:
+    with sent_statements(crm_app.state.engine) as seen:
         response = await client.post("/api/v3.1/deals", json=DEAL, headers=team.auth)
 
     assert response.status_code == 201, response.text
@@ -51,7 +30,7 @@ async def test_a_create_with_a_key_keeps_its_transaction(
     crm_app: FastAPI, client: httpx.AsyncClient, team: TeamHandle
 ) -> None:
     headers = {**team.auth, "Idempotency-Key": "once"}
-    with isolation_levels(crm_app) as seen:
+    with sent_statements(crm_app.state.engine) as seen:
         response = await client.post("/api/v3.1/deals", json=DEAL, headers=headers)
 
     assert response.status_code == 201, response.text
@@ -63,7 +42,7 @@ async def test_a_ticket_create_and_a_deal_update_keep_their_transaction(
     crm_app: FastAPI, client: httpx.AsyncClient, team: TeamHandle
 ) -> None:
     deal = await create_deal(client, team, **DEAL)
-    with isolation_levels(crm_app) as seen:
+    with sent_statements(crm_app.state.engine) as seen:
         ticket = await client.post(
             "/api/v3.1/tickets",
             json={"name": "Ticket", "channel_integration_room_id": "room-1"},

@@ -12,9 +12,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 from alembic import command
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service_kit.migrate import alembic_config
 
@@ -73,3 +76,19 @@ def database_from(template: str) -> Iterator[str]:
         yield async_url(name)
     finally:
         drop_database(name)
+
+
+@contextmanager
+def sent_statements(engine: AsyncEngine) -> Iterator[list[tuple[str, str | None]]]:
+    """Every statement ``engine`` sends while the block runs, with the isolation level its
+    connection was set to (``None``: the engine's own, a transaction)."""
+    sent: list[tuple[str, str | None]] = []
+
+    def record(connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append((statement, connection.get_execution_options().get("isolation_level")))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
