@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.change_feed.close()
+            await app.state.receiver_database.close()
             await engine.dispose()
 
     app = FastAPI(title="Omni (chat inbox)", version="1.0.0", lifespan=lifespan)

@@ -11,7 +11,8 @@ The organization comes from the process's cache (``organizations/cache.py``); a
 signature the cached secrets refuse is checked again against a fresh read, so a rotated
 secret is honoured at once. On PostgreSQL the transaction is one autocommitted call of
 ``omni_receive_event`` (migration 0002): claim, room lock, apply and notification in one
-round trip. On SQLite the same steps run in Python in one session.
+round trip, on one of the receiver's held connections (``connections.py``). On SQLite
+the same steps run in Python in one session.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Boolean, String, bindparam, cast, func, select, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from omni_service.database import insert_ignoring_conflict, unit_of_work
@@ -35,6 +35,7 @@ from omni_service.organizations.cache import OrganizationCache, SigningIdentity
 from omni_service.previews import service as previews_service
 from omni_service.previews.changes import CHANNEL, ChangeFeed
 from omni_service.previews.service import RecordDelete, RecordState
+from omni_service.receiver.connections import HeldConnections
 from omni_service.receiver.models import WEBHOOK_ID_MAX_LENGTH, Outcome, ReceivedEvent
 from omni_service.settings import Settings
 from service_kit.request_guard import find_bad_text
@@ -46,28 +47,18 @@ INVALID_SIGNATURE = "invalid webhook signature"
 
 logger = logging.getLogger(__name__)
 
-_RECEIVE_IN_DATABASE = select(
-    func.omni_receive_event(
-        bindparam("organization_id"),
-        bindparam("webhook_id"),
-        bindparam("event_type"),
-        bindparam("kind"),
-        cast(bindparam("record", type_=String), JSONB),
-        bindparam("deleted", type_=Boolean),
-        bindparam("now"),
-        bindparam("channel"),
-        type_=String,
-    )
-)
+# Positional parameters, in this order: organization, webhook id, event type, record
+# kind, record (JSON text), deleted, now, notification channel.
+RECEIVE_IN_DATABASE = "SELECT omni_receive_event($1, $2, $3, $4, $5::jsonb, $6, $7, $8)"
 
 
 @dataclass(frozen=True)
 class ReceiverDatabase:
     """Where events are written: the session factory (SQLite path, organization reads)
-    and, on PostgreSQL, an autocommit view of the same engine (one call per event)."""
+    and, on PostgreSQL, the receiver's held connections (one call per event)."""
 
     sessions: async_sessionmaker[AsyncSession]
-    autocommit: AsyncEngine | None
+    held: HeldConnections | None
 
     @classmethod
     def of(
@@ -75,7 +66,12 @@ class ReceiverDatabase:
     ) -> ReceiverDatabase:
         if engine.dialect.name != "postgresql":
             return cls(sessions, None)
-        return cls(sessions, engine.execution_options(isolation_level="AUTOCOMMIT"))
+        dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return cls(sessions, HeldConnections(dsn))
+
+    async def close(self) -> None:
+        if self.held is not None:
+            await self.held.close()
 
 
 async def receive(
@@ -104,9 +100,9 @@ async def receive(
         raise BadRequest(f"webhook-id is longer than {WEBHOOK_ID_MAX_LENGTH} characters")
     data = _payload(document)
     kind, _action = split_event_type(event_type)
-    if database.autocommit is not None:
+    if database.held is not None:
         outcome = await _receive_in_database(
-            database.autocommit, changes, organization.id, webhook_id, event_type, kind, data, now
+            database.held, changes, organization.id, webhook_id, event_type, kind, data, now
         )
     else:
         async with unit_of_work(database.sessions) as session:
@@ -117,7 +113,7 @@ async def receive(
 
 
 async def _receive_in_database(
-    engine: AsyncEngine,
+    held: HeldConnections,
     changes: ChangeFeed,
     organization_id: int,
     webhook_id: str,
@@ -130,20 +126,17 @@ async def _receive_in_database(
     key = (organization_id, data.channel_integration_room_id)
     changes.cache.begin_change(key)
     try:
-        async with engine.connect() as connection:
-            outcome = await connection.scalar(
-                _RECEIVE_IN_DATABASE,
-                {
-                    "organization_id": organization_id,
-                    "webhook_id": webhook_id,
-                    "event_type": event_type.value,
-                    "kind": kind.value,
-                    "record": data.model_dump_json(),
-                    "deleted": previews_service.is_delete(data),
-                    "now": now,
-                    "channel": CHANNEL,
-                },
-            )
+        outcome = await held.fetchval(
+            RECEIVE_IN_DATABASE,
+            organization_id,
+            webhook_id,
+            event_type.value,
+            kind.value,
+            data.model_dump_json(),
+            previews_service.is_delete(data),
+            now,
+            CHANNEL,
+        )
     finally:
         changes.cache.end_change(key)
     # The function always answers one of the three outcomes; None would be a bug there.
