@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,6 +49,7 @@ from crm_service.events.delivery import BATCH_LIMIT, SendSlots
 from crm_service.logs import configure_logging
 from crm_service.settings import Settings, get_settings
 from crm_service.teams.features import FlagCache, build_flag_cache
+from service_kit.http1 import Http1Transport
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -212,64 +213,15 @@ def _task_modules() -> list[str]:
 celery_app = make_celery(get_settings())
 
 
-class LaneTransport(httpx.AsyncBaseTransport):
-    """Keep-alive connections as lanes: each its own one-connection pool, a request
-    going to the lane with the fewest requests in flight.
-
-    The same as one pool of ``len(lanes)`` connections, without its cost: httpcore 1.0's
-    pool rescans every connection (and asks each idle one's socket whether it is
-    readable) for every connection, on every request and every response close, which
-    made a batch of 20 concurrent sends cost more than the rest of the batch."""
-
-    def __init__(self, lanes: Sequence[httpx.AsyncBaseTransport]) -> None:
-        self._lanes = list(lanes)
-        self._in_flight = [0] * len(self._lanes)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        lane = self._in_flight.index(min(self._in_flight))
-        self._in_flight[lane] += 1
-        try:
-            response = await self._lanes[lane].handle_async_request(request)
-        except BaseException:
-            self._in_flight[lane] -= 1
-            raise
-        response.stream = _LaneStream(response.stream, self._in_flight, lane)
-        return response
-
-    async def aclose(self) -> None:
-        for lane in self._lanes:
-            await lane.aclose()
-
-
-class _LaneStream(httpx.AsyncByteStream):
-    """A response body that gives its lane back once closed."""
-
-    def __init__(self, stream: Any, in_flight: list[int], lane: int) -> None:
-        self._stream = stream
-        self._in_flight = in_flight
-        self._lane = lane
-        self._open = True
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            yield chunk
-
-    async def aclose(self) -> None:
-        if self._open:
-            self._open = False
-            self._in_flight[self._lane] -= 1
-        await self._stream.aclose()
-
-
 def webhook_client(settings: Settings) -> httpx.AsyncClient:
-    """The one client a worker process sends webhooks with: every phase bounded, no
-    redirects (a receiver that moved is a configuration error, not something to chase),
-    one kept-alive connection per send of a full batch."""
+    """The one client a worker process sends webhooks (and reads chat histories) with:
+    every phase bounded, no redirects (a receiver that moved is a configuration error,
+    not something to chase), one kept-alive connection per send of a full batch, on the
+    lean HTTP/1.1 transport (``service_kit/http1.py``)."""
     seconds = settings.webhook_timeout_seconds
-    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     return httpx.AsyncClient(
         timeout=httpx.Timeout(connect=seconds, read=seconds, write=seconds, pool=seconds),
-        transport=LaneTransport([httpx.AsyncHTTPTransport(limits=one) for _ in range(BATCH_LIMIT)]),
+        transport=Http1Transport(max_connections=BATCH_LIMIT),
         follow_redirects=False,
         headers={"user-agent": "crm-service-webhooks/0.1"},
     )
