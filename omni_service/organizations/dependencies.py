@@ -8,12 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials
 
-from omni_service.database import SessionDep
 from omni_service.dependencies import SettingsDep
 from omni_service.errors import Unauthorized
 from omni_service.organizations import service
 from omni_service.organizations.cache import OrganizationCache
-from omni_service.organizations.models import Organization
 from service_kit.security import ADMIN_KEY, BEARER
 
 
@@ -35,15 +33,17 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-async def current_organization(
-    session: SessionDep,
+async def current_organization_id(
+    request: Request,
     authorization: Annotated[str | None, Header()] = None,
     _documented: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
-) -> Organization:
-    organization = await service.by_token(session, bearer_token(authorization))
-    if organization is None:
+) -> int:
+    """The id of the bearer token's organization, through the process's token cache (as
+    the preview poll reads it): the chat routes need nothing else of the organization."""
+    organization_id = await organization_id_of_token(request, bearer_token(authorization))
+    if organization_id is None:
         raise Unauthorized("invalid bearer token")
-    return organization
+    return organization_id
 
 
 async def organization_id_of_token(request: Request, token: str) -> int | None:
@@ -62,4 +62,4 @@ async def organization_id_of_token(request: Request, token: str) -> int | None:
 
 
 AdminDep = Depends(require_admin)
-CurrentOrganization = Annotated[Organization, Depends(current_organization)]
+CurrentOrganizationId = Annotated[int, Depends(current_organization_id)]

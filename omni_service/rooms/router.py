@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 
 from omni_service.database import SessionDep
-from omni_service.organizations.dependencies import CurrentOrganization
+from omni_service.organizations.dependencies import CurrentOrganizationId
 from omni_service.rooms import service
 from omni_service.rooms.models import ROOM_ID_MAX_LENGTH, Message
 from omni_service.rooms.schemas import MAX_PAGE_SIZE, MessageCreate, MessageOut, MessagePage
@@ -24,7 +24,10 @@ def _message_out(message: Message) -> MessageOut:
 
 @router.post("/api/v1/rooms/{room_id}/messages", status_code=status.HTTP_201_CREATED)
 async def post_message(
-    room_id: RoomId, body: MessageCreate, organization: CurrentOrganization, session: SessionDep
+    room_id: RoomId,
+    body: MessageCreate,
+    organization_id: CurrentOrganizationId,
+    session: SessionDep,
 ) -> MessageOut:
     """Append a chat message to a room of the caller's organization and answer 201 with
     it: what the chat channel does as customers, agents and bots write. The CRM's
@@ -32,7 +35,7 @@ async def post_message(
     """
     message = await service.post_message(
         session,
-        organization.id,
+        organization_id,
         room_id,
         sender=body.sender,
         sender_type=body.sender_type,
@@ -44,7 +47,7 @@ async def post_message(
 @router.get("/api/open/v1/messages/rooms/{room_id}")
 async def message_history(
     room_id: RoomId,
-    organization: CurrentOrganization,
+    organization_id: CurrentOrganizationId,
     session: SessionDep,
     offset: PageNumber = 1,
     limit: PageSize = MAX_PAGE_SIZE,
@@ -59,7 +62,7 @@ async def message_history(
     # Above the maximum is clamped, not refused (DESIGN.md §10).
     page_size = min(limit, MAX_PAGE_SIZE)
     messages, total = await service.history(
-        session, organization.id, room_id, page=offset, page_size=page_size
+        session, organization_id, room_id, page=offset, page_size=page_size
     )
     return MessagePage(
         items=[_message_out(message) for message in messages],
