@@ -7,6 +7,12 @@ connections over asyncio streams, one request at a time per connection, the resp
 read by its ``Content-Length`` — at a fraction of the cost, so what it measures is the
 system's latency, not the generator's.
 
+An idle connection is reused only if the server has not closed it and it has idled less
+than :data:`IDLE_SECONDS` (uvicorn closes kept-alive connections idle for 5 s). A request
+whose reused connection turns out closed before a byte of answer is sent once more on a
+new connection: the server never read it, so it is the client's artefact, not a failure
+of the system measured.
+
     async with OpenLoopClient("http://127.0.0.1:8000", {"Authorization": "Bearer …"}) as http:
         status = await http.post_json("/api/v3.1/deals", body)
 """
@@ -15,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+IDLE_SECONDS = 4.0
 
 
 class OpenLoopClient:
@@ -33,7 +41,7 @@ class OpenLoopClient:
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 80
         self._headers = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        self._idle: list[Connection] = []
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
         self._gate = asyncio.Semaphore(max_connections)
         self._open: set[asyncio.StreamWriter] = set()
 
@@ -60,18 +68,39 @@ class OpenLoopClient:
             f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
         ).encode()
         async with self._gate:
-            reader, writer = self._idle.pop() if self._idle else await self._connect()
-            try:
-                writer.write(head + payload)
-                status, keep = await _read_response(reader)
-            except BaseException:
+            for attempt in (1, 2):
+                reused = self._reusable()
+                reader, writer = reused or await self._connect()
+                try:
+                    writer.write(head + payload)
+                    status, keep = await _read_response(reader)
+                except (ConnectionError, asyncio.IncompleteReadError) as error:
+                    self._drop(writer)
+                    unanswered = not isinstance(error, asyncio.IncompleteReadError) or (
+                        not error.partial
+                    )
+                    if reused is not None and attempt == 1 and unanswered:
+                        continue  # closed by the server as it was reused: never read
+                    raise
+                except BaseException:
+                    self._drop(writer)
+                    raise
+                if keep:
+                    self._idle.append((reader, writer, time.monotonic()))
+                else:
+                    self._drop(writer)
+                return status
+        raise AssertionError("unreachable")
+
+    def _reusable(self) -> Connection | None:
+        now = time.monotonic()
+        while self._idle:
+            reader, writer, since = self._idle.pop()
+            if reader.at_eof() or writer.is_closing() or now - since > IDLE_SECONDS:
                 self._drop(writer)
-                raise
-            if keep:
-                self._idle.append((reader, writer))
-            else:
-                self._drop(writer)
-            return status
+                continue
+            return reader, writer
+        return None
 
     async def _connect(self) -> Connection:
         reader, writer = await asyncio.open_connection(self._host, self._port)

@@ -440,7 +440,10 @@ async def _open_loop(stack: Stack, rate: float, seconds: float) -> tuple[dict[st
                 "crm_lead_ids": [tenant.contact_id],
             }
             try:
-                failures += await http.post_json("/api/v3.1/deals", body) != 201
+                # Not ``failures += await …``: that reads the count before the await and
+                # would write back a stale one over the other sends' failures.
+                status = await http.post_json("/api/v3.1/deals", body)
+                failures += status != 201
             except (OSError, EOFError, ValueError, asyncio.IncompleteReadError):
                 failures += 1
 
