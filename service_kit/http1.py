@@ -19,10 +19,11 @@ What it does, as httpcore does:
 - TLS with httpx's default context (certificate and host name checked);
 - at most ``max_connections`` open at once; a request beyond waits (``pool`` timeout).
 
-One thing more: a request sent on a *reused* connection that the server closed before
-answering a single byte (an idle connection closed as it was reused) is sent once more
-on a new connection. Nothing of it was read, so the server did not answer it; a
-webhook's receiver de-duplicates by ``webhook-id`` in any case (DESIGN.md §5).
+One thing more, for idempotent methods only (GET, HEAD, OPTIONS): a request sent on a
+*reused* connection that the server closed before answering a single byte (an idle
+connection closed as it was reused) is sent once more on a new connection. A POST is
+never sent twice by the transport, as with httpcore: it fails (``RemoteProtocolError``),
+and a webhook's attempt is then retried on the delivery schedule.
 
 A response closed before its body was read to the end (the worker reads at most a KiB of
 a webhook answer) closes its connection: what is left of the body is never read.
@@ -43,6 +44,7 @@ import httpx
 MAX_HEAD_BYTES = 64 * 1024
 # Reading pauses while this much of a body waits unread.
 READ_BUFFER_BYTES = 256 * 1024
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})  # sent again on a stale connection
 KEEPALIVE_EXPIRY_SECONDS = 5.0  # httpx's default; uvicorn closes idle connections at 5 s
 
 Origin = tuple[bytes, bytes, int]
@@ -268,6 +270,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
         if body and not request.headers.get("content-length"):
             head += b"content-length: %d\r\n" % len(body)
         data = head + b"\r\n" + body
+        idempotent = request.method in IDEMPOTENT
         for attempt in (1, 2):
             connection, reused = await self._checkout(origin, timeouts, request)
             try:
@@ -278,7 +281,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
                     raise connection.error
             except _Lost as lost:
                 self.discard(connection)
-                if reused and attempt == 1 and connection.received == 0:
+                if reused and attempt == 1 and connection.received == 0 and idempotent:
                     continue  # closed as it was reused: nothing was answered
                 raise httpx.RemoteProtocolError(
                     f"server disconnected without a complete response: {lost}", request=request

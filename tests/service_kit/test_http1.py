@@ -15,7 +15,9 @@ import pytest
 
 from service_kit.http1 import Http1Transport
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
+Reader = asyncio.StreamReader
+Writer = asyncio.StreamWriter
+Handler = Callable[[Reader, Writer, "Server"], Awaitable[None]]
 
 
 class Server:
@@ -71,7 +73,7 @@ def answer(body: bytes, *extra: bytes, status: bytes = b"200 OK") -> bytes:
     )
 
 
-async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+async def keep_alive(reader: Reader, writer: Writer, s: Server) -> None:
     while await s.read_request(reader) is not None:
         writer.write(answer(b'{"n": %d}' % len(s.requests)))
         await writer.drain()
@@ -99,7 +101,7 @@ async def test_requests_reuse_one_kept_alive_connection() -> None:
 
 
 async def test_concurrent_requests_open_at_most_max_connections() -> None:
-    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+    async def slow(reader: Reader, writer: Writer, s: Server) -> None:
         while await s.read_request(reader) is not None:
             await asyncio.sleep(0.05)
             writer.write(answer(b"ok"))
@@ -111,7 +113,7 @@ async def test_concurrent_requests_open_at_most_max_connections() -> None:
 
 
 async def test_chunked_and_close_delimited_bodies_are_read_whole() -> None:
-    async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+    async def chunked(reader: Reader, writer: Writer, s: Server) -> None:
         await s.read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
         for part in (b"hello ", b"chunked ", b"world"):
@@ -141,7 +143,7 @@ async def test_a_response_left_unread_closes_its_connection() -> None:
 
 
 async def test_an_idle_connection_the_server_closed_is_not_reused() -> None:
-    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+    async def once(reader: Reader, writer: Writer, s: Server) -> None:
         await s.read_request(reader)
         writer.write(answer(b"first"))
         await writer.drain()
@@ -154,24 +156,32 @@ async def test_an_idle_connection_the_server_closed_is_not_reused() -> None:
         assert server.connections == 2
 
 
-async def test_a_reused_connection_closed_unanswered_is_sent_again_once() -> None:
-    async def drop_second(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server
-    ) -> None:
-        await s.read_request(reader)
-        writer.write(answer(b"first"))
-        await writer.drain()
-        await s.read_request(reader)  # read, then closed without a byte of answer
+async def drop_second(reader: Reader, writer: Writer, s: Server) -> None:
+    await s.read_request(reader)
+    writer.write(answer(b"first"))
+    await writer.drain()
+    await s.read_request(reader)  # read, then closed without a byte of answer
 
+
+async def test_a_reused_connection_closed_unanswered_sends_a_get_again_once() -> None:
+    async with serving(drop_second) as server, client() as http:
+        assert (await http.get(f"{server.url}/a")).text == "first"
+        assert (await http.get(f"{server.url}/b")).text == "first"
+        assert server.connections == 2
+        paths = [head.split(b" ")[1] for head, _ in server.requests]
+        assert paths == [b"/a", b"/b", b"/b"]
+
+
+async def test_a_post_is_never_sent_twice() -> None:
     async with serving(drop_second) as server, client() as http:
         assert (await http.post(server.url, content=b"a")).text == "first"
-        assert (await http.post(server.url, content=b"b")).text == "first"
-        assert server.connections == 2
-        assert [body for _, body in server.requests] == [b"a", b"b", b"b"]
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post(server.url, content=b"b")
+        assert [body for _, body in server.requests] == [b"a", b"b"]
 
 
 async def test_a_new_connection_closed_unanswered_is_an_error() -> None:
-    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+    async def drop(reader: Reader, writer: Writer, s: Server) -> None:
         await s.read_request(reader)
 
     async with serving(drop) as server, client() as http:
@@ -181,11 +191,11 @@ async def test_a_new_connection_closed_unanswered_is_an_error() -> None:
 
 
 async def test_a_silent_server_is_a_read_timeout_and_a_trickle_too() -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+    async def silent(reader: Reader, writer: Writer, s: Server) -> None:
         await s.read_request(reader)
         await asyncio.sleep(5)
 
-    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+    async def trickle(reader: Reader, writer: Writer, s: Server) -> None:
         await s.read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nx")
         await asyncio.sleep(5)
@@ -208,7 +218,7 @@ async def test_a_refused_connection_is_a_connect_error() -> None:
 
 
 async def test_a_malformed_answer_is_a_protocol_error() -> None:
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+    async def garbage(reader: Reader, writer: Writer, s: Server) -> None:
         await s.read_request(reader)
         writer.write(b"NOT HTTP AT ALL\r\n\r\n")
         await writer.drain()
@@ -220,7 +230,7 @@ async def test_a_malformed_answer_is_a_protocol_error() -> None:
 
 
 async def test_a_request_waits_for_a_connection_up_to_the_pool_timeout() -> None:
-    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+    async def slow(reader: Reader, writer: Writer, s: Server) -> None:
         await s.read_request(reader)
         await asyncio.sleep(1)
         writer.write(answer(b"late"))
@@ -239,7 +249,7 @@ async def test_status_headers_and_gzip_reach_the_caller_as_httpx_gives_them() ->
 
     packed = gzip.compress(b'{"ok": true}')
 
-    async def gzipped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+    async def gzipped(reader: Reader, writer: Writer, s: Server) -> None:
         await s.read_request(reader)
         writer.write(
             answer(
