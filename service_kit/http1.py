@@ -64,7 +64,6 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.discarded = False  # counted out of the pool
         self.idle_since = time.monotonic()
-        self.exchanges = 0
         self._signal: asyncio.Future[None] | None = None
         self._write_ready: asyncio.Future[None] | None = None
         self._reset_exchange()
@@ -196,7 +195,6 @@ class _Connection(asyncio.Protocol):
     async def send(self, data: bytes, seconds: float | None) -> None:
         self._reset_exchange()
         self.active = True
-        self.exchanges += 1
         assert self.transport is not None
         self.transport.write(data)
         ready = self._write_ready
@@ -322,36 +320,43 @@ class Http1Transport(httpx.AsyncBaseTransport):
     async def _checkout(
         self, origin: Origin, timeouts: dict[str, float | None], request: httpx.Request
     ) -> tuple[_Connection, bool]:
+        connection = self._take_idle(origin)
+        if connection is not None:
+            return connection, True
+        while self._open >= self._max:
+            if not self._make_room():
+                await self._wait_for_room(timeouts.get("pool"), request)
+                connection = self._take_idle(origin)
+                if connection is not None:
+                    return connection, True
+        return await self._connect(origin, timeouts.get("connect"), request), False
+
+    def _take_idle(self, origin: Origin) -> _Connection | None:
+        """The origin's most recently used idle connection still fit to reuse; the stale
+        ones found on the way are closed."""
         idle = self._idle.get(origin)
         now = time.monotonic()
         while idle:
             connection = idle.pop()
             if connection.reusable(now, self._expiry):
-                return connection, True
+                return connection
             self.discard(connection)
-        while self._open >= self._max:
-            if not self._make_room():
-                waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                self._waiters.append(waiter)
-                try:
-                    async with asyncio.timeout(timeouts.get("pool")):
-                        await waiter
-                except TimeoutError:
-                    raise httpx.PoolTimeout(
-                        "timed out waiting for a connection", request=request
-                    ) from None
-                finally:
-                    if not waiter.done():
-                        waiter.cancel()
-                if self._closed:
-                    raise RuntimeError("the transport is closed")
-                idle = self._idle.get(origin)
-                if idle:
-                    connection = idle.pop()
-                    if connection.reusable(time.monotonic(), self._expiry):
-                        return connection, True
-                    self.discard(connection)
-        return await self._connect(origin, timeouts.get("connect"), request), False
+        return None
+
+    async def _wait_for_room(self, seconds: float | None, request: httpx.Request) -> None:
+        """Until a connection is given back or closed (``pool`` timeout)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(seconds):
+                await waiter
+        except TimeoutError:
+            raise httpx.PoolTimeout("timed out waiting for a connection", request=request) from None
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+        if self._closed:
+            raise RuntimeError("the transport is closed")
 
     def _make_room(self) -> bool:
         """Close an idle connection of any origin, to open one for another."""
