@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -53,6 +53,15 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def libpq_dsn(url: str | URL) -> str | None:
+    """The plain ``postgresql://`` DSN of a PostgreSQL SQLAlchemy URL (what asyncpg
+    connects with, password included), None for any other database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return None
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def create_engine(url: str, **overrides: Any) -> AsyncEngine:

@@ -28,11 +28,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omni_service.previews.caching import PreviewCache
-from service_kit.database import on_commit, on_rollback
+from service_kit.database import libpq_dsn, on_commit, on_rollback
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +45,7 @@ class ChangeFeed:
     (SQLite) or by PostgreSQL notifications from any process."""
 
     def __init__(self, database_url: str, cache: PreviewCache | None = None) -> None:
-        url = make_url(database_url)
-        self._listen_dsn: str | None = None
-        if url.get_backend_name() == "postgresql":
-            self._listen_dsn = url.set(drivername="postgresql").render_as_string(
-                hide_password=False
-            )
+        self._listen_dsn = libpq_dsn(database_url)
         self._subscribers: dict[RoomKey, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()

@@ -35,9 +35,10 @@ from omni_service.organizations.cache import OrganizationCache, SigningIdentity
 from omni_service.previews import service as previews_service
 from omni_service.previews.changes import CHANNEL, ChangeFeed
 from omni_service.previews.service import RecordDelete, RecordState
-from omni_service.receiver.connections import HeldConnections
 from omni_service.receiver.models import WEBHOOK_ID_MAX_LENGTH, Outcome, ReceivedEvent
 from omni_service.settings import Settings
+from service_kit.database import libpq_dsn
+from service_kit.held_connections import HeldConnections
 from service_kit.request_guard import find_bad_text
 from shared_contracts.events import EventEnvelope, EventType, RecordKind, split_event_type
 from shared_contracts.signatures import SignatureError, verify
@@ -64,10 +65,8 @@ class ReceiverDatabase:
     def of(
         cls, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
     ) -> ReceiverDatabase:
-        if engine.dialect.name != "postgresql":
-            return cls(sessions, None)
-        dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return cls(sessions, HeldConnections(dsn))
+        dsn = libpq_dsn(engine.url)
+        return cls(sessions, None if dsn is None else HeldConnections(dsn))
 
     async def close(self) -> None:
         if self.held is not None:

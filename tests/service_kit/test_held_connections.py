@@ -1,4 +1,4 @@
-"""The receiver's held connections (``receiver/connections.py``) against a real
+"""Held asyncpg connections (``service_kit/held_connections.py``) against a real
 PostgreSQL: bounded, reused, and never handing out a connection in an unknown state."""
 
 from __future__ import annotations
@@ -8,14 +8,16 @@ from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
-from omni_service.receiver.connections import HeldConnections
+from service_kit.database import libpq_dsn
+from service_kit.held_connections import HeldConnections
 
 
 @pytest.fixture
 def dsn(omni_database_url: str) -> str:
-    return make_url(omni_database_url).set(drivername="postgresql").render_as_string(False)
+    dsn = libpq_dsn(omni_database_url)
+    assert dsn is not None
+    return dsn
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
-"""The receiver's own PostgreSQL connections: a few asyncpg connections held open for
-its one autocommitted call per event (``omni_receive_event``).
+"""A few asyncpg connections held open for a hot path's autocommitted statements: Omni's
+receiver (its one ``omni_receive_event`` call per event) and the CRM's deal create (the
+caller lookup and the one ``WITH … INSERT``).
 
-Each CRM event is a single statement outside any transaction, so it needs none of what
-a pooled SQLAlchemy connection does around it (checkout and return bookkeeping, the
+Such a statement runs outside any transaction, so it needs none of what a pooled
+SQLAlchemy connection does around it (checkout and return bookkeeping, the
 isolation-level switch, result processing, the greenlet hop): measured on this machine,
 those cost about as much client CPU as the call itself. A held connection runs the
 statement directly, prepared once per connection by asyncpg's statement cache.
@@ -26,8 +27,8 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
-# Enough for one process's concurrent events (each holds its connection for one round
-# trip), and what the bare receiver of the benchmark holds too.
+# Enough for one process's concurrent requests (each holds a connection for one round
+# trip at a time), and what the bare receiver of the benchmark holds too.
 DEFAULT_SIZE = 10
 
 
@@ -48,9 +49,14 @@ class HeldConnections:
 
     async def fetchval(self, query: str, *args: Any) -> Any:
         """The first column of the first row ``query`` returns, on a held connection."""
+        row = await self.fetchrow(query, *args)
+        return None if row is None else row[0]
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        """The first row ``query`` returns (None without one), on a held connection."""
         connection = await self._acquire()
         try:
-            value = await connection.fetchval(query, *args)
+            value = await connection.fetchrow(query, *args)
         except asyncpg.PostgresError:
             # The server refused the statement and answered: the connection is fine.
             self._release(connection)
@@ -67,7 +73,7 @@ class HeldConnections:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_exception(RuntimeError("the receiver's connections are closed"))
+                waiter.set_exception(RuntimeError("the held connections are closed"))
         idle, self._idle = list(self._idle), deque()
         for connection in idle:
             self._opened -= 1
@@ -75,7 +81,7 @@ class HeldConnections:
 
     async def _acquire(self) -> asyncpg.Connection:
         if self._closed:
-            raise RuntimeError("the receiver's connections are closed")
+            raise RuntimeError("the held connections are closed")
         while self._idle:
             connection = self._idle.pop()  # the most recently used: warm, surely alive
             if not connection.is_closed():
@@ -140,5 +146,5 @@ async def _close_quietly(connection: asyncpg.Connection) -> None:
     try:
         await asyncio.wait_for(connection.close(), timeout=2)
     except Exception as error:  # closing is best effort; the server drops it anyway
-        log.debug("receiver connection close failed", extra={"error": repr(error)})
+        log.debug("held connection close failed", extra={"error": repr(error)})
         connection.terminate()
