@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from crm_service.contacts.router import router as contacts_router
 from crm_service.database import create_engine, session_factory
+from crm_service.deals.fast_path import DealCreateFastPath
 from crm_service.deals.router import router as deals_router
 from crm_service.errors import install_error_handlers
 from crm_service.events.catalog import install_event_catalog
@@ -25,7 +26,9 @@ from crm_service.teams.router import admin_router as teams_admin_router
 from crm_service.teams.router import token_router
 from crm_service.tickets.router import router as tickets_router
 from crm_service.timeline.router import router as timeline_router
+from service_kit.database import libpq_dsn
 from service_kit.edge import install_request_edge
+from service_kit.held_connections import HeldConnections
 from service_kit.metrics import exposition
 from service_kit.openapi import install_error_docs
 from service_kit.pages import KIT_STATIC_PATH, kit_static_files
@@ -70,6 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.engine = engine
         app.state.session_factory = session_factory(engine)
+        # The deal create's fast path runs its two statements on these (PostgreSQL only).
+        dsn = libpq_dsn(settings.database_url)
+        app.state.held_connections = None if dsn is None else HeldConnections(dsn)
         app.state.flag_cache = build_flag_cache(settings.redis_url)
         if not hasattr(app.state, "enqueue_outbox"):
             from crm_service.worker import enqueue_outbox
@@ -84,13 +90,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             close = getattr(app.state.flag_cache, "close", None)
             if close is not None:
                 await close()
+            if app.state.held_connections is not None:
+                await app.state.held_connections.close()
             await engine.dispose()
 
     app = FastAPI(title="CRM service", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    # Inside the edge: a chatbot's plain deal create, without routing (the route answers
+    # everything else).
+    app.add_middleware(DealCreateFastPath)
     install_error_handlers(app)
     # Request ids, HTTP metrics, the 1 MiB body limit and the bad-text guard, in one layer
-    # around the router: every line of a request carries its id.
+    # around the fast path and the router: every line of a request carries its id.
     install_request_edge(app, registry=API_REGISTRY, max_body_bytes=settings.max_body_bytes)
     for router in (
         teams_admin_router,

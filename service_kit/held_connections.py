@@ -21,15 +21,46 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import asyncpg
+from sqlalchemy import ClauseElement
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
 log = logging.getLogger(__name__)
+
+_DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
 
 # Enough for one process's concurrent requests (each holds a connection for one round
 # trip at a time), and what the bare receiver of the benchmark holds too.
 DEFAULT_SIZE = 10
+
+
+class HeldStatement:
+    """A SQLAlchemy statement compiled once for asyncpg (``$n`` placeholders), to run on
+    held connections with the parameters the session would have bound by name. Bound
+    values written into the statement itself (a ``LIMIT 1``) are kept."""
+
+    _compiled: ClassVar[dict[ClauseElement, HeldStatement]] = {}
+
+    def __init__(self, statement: ClauseElement) -> None:
+        compiled = statement.compile(dialect=_DIALECT)
+        self.sql = compiled.string
+        self._names: tuple[str, ...] = tuple(getattr(compiled, "positiontup", None) or ())
+        self._given = compiled.params
+
+    @classmethod
+    def of(cls, statement: ClauseElement) -> HeldStatement:
+        """Compiled on first use; ``statement`` is one built once and kept (a module's
+        constant), so the cache stays as small as the code that builds statements."""
+        held = cls._compiled.get(statement)
+        if held is None:
+            held = cls._compiled[statement] = cls(statement)
+        return held
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        return [params[name] if name in params else self._given[name] for name in self._names]
 
 
 class HeldConnections:

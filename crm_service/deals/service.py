@@ -43,14 +43,21 @@ class DealService(RecordService[Deal]):
             context,
             body,
             lambda deal: self.event_data(context, deal, pipeline, stage),
-            slug=uuid.uuid4().hex,
-            pipeline_id=pipeline.id,
-            stage_id=stage.id,
-            size=body.size,
-            status=body.status,
-            crm_source_id=body.crm_source_id,
+            **self.deal_fields(body, pipeline, stage),
         )
         return self.read(context, deal, pipeline, stage, contact_ids)
+
+    @staticmethod
+    def deal_fields(body: DealCreate, pipeline: Pipeline, stage: Stage) -> dict[str, Any]:
+        """The columns of a new deal beyond those every record has."""
+        return {
+            "slug": uuid.uuid4().hex,
+            "pipeline_id": pipeline.id,
+            "stage_id": stage.id,
+            "size": body.size,
+            "status": body.status,
+            "crm_source_id": body.crm_source_id,
+        }
 
     async def fetch(self, session: AsyncSession, context: RecordContext, deal_id: int) -> DealRead:
         deal, pipeline, stage = await self._load(session, context.caller.team.id, deal_id)

@@ -106,15 +106,20 @@ class OutboxDispatcher:
             self._executor = None
 
 
-def schedule_dispatch(
-    app: Any, background: BackgroundTasks, outbox_ids: Sequence[OutboxItem]
-) -> None:
+def dispatcher_of(app: Any) -> OutboxDispatcher:
+    """The app's one dispatcher, made on first use."""
     dispatcher: OutboxDispatcher | None = getattr(app.state, "outbox_dispatcher", None)
     if dispatcher is None:
         dispatcher = app.state.outbox_dispatcher = OutboxDispatcher(
             lambda: getattr(app.state, "enqueue_outbox", None)
         )
-    background.add_task(dispatcher.dispatch, list(outbox_ids))
+    return dispatcher
+
+
+def schedule_dispatch(
+    app: Any, background: BackgroundTasks, outbox_ids: Sequence[OutboxItem]
+) -> None:
+    background.add_task(dispatcher_of(app).dispatch, list(outbox_ids))
 
 
 def _enqueue_quietly(enqueue: Enqueue, outbox_ids: list[OutboxItem]) -> None:

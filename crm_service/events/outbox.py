@@ -36,10 +36,16 @@ def new_webhook_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 
+def bot_record_in_room(record: EmittingRecord) -> bool:
+    """A record with a creator flag and a room: one that has events when its team has
+    the parity flag on."""
+    return record.creator_flag is not None and bool(record.channel_integration_room_id)
+
+
 async def parity_applies(session: AsyncSession, cache: FlagCache, record: EmittingRecord) -> bool:
     """Events and notes exist only for bot/AI records in a room, flag on (RFC branch
     catalog: no room ⇒ no event, no note; no creator flag ⇒ the manual flow, untouched)."""
-    if record.creator_flag is None or not record.channel_integration_room_id:
+    if not bot_record_in_room(record):
         return False
     return await is_enabled(session, cache, record.team_id, BOT_AI_CREATION_PARITY)
 

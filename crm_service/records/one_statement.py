@@ -3,7 +3,7 @@ outbox rows (webhook event, timeline-note job), as one ``WITH … INSERT`` round
 
 The webhook body holds the record's id, so the id is known before the statement runs:
 each API process takes ids from the table's own sequence in blocks
-(:class:`IdBlocks`, one ``nextval`` round trip per :data:`ID_BLOCK` creates). Ids stay
+(:class:`IdBlocks`, one round trip per :data:`ID_BLOCK` creates). Ids stay
 unique and increase within a process; across processes they interleave, as they would
 with any sequence cache. A block left unused when a process stops is a gap, as a
 rolled-back insert's id always was.
@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,38 @@ from sqlalchemy import Table, TextClause, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service_kit.held_connections import HeldConnections, HeldStatement
+
 ID_BLOCK = 64
+
+
+RunOne = Callable[[TextClause, dict[str, Any]], Awaitable[Sequence[Any]]]
+"""Runs one statement and returns its one row: in a request's session
+(:func:`in_session`), or on the API's held connections (:func:`on_held`, the deal
+create's fast path)."""
+
+
+def in_session(session: AsyncSession) -> RunOne:
+    async def run(statement: TextClause, params: dict[str, Any]) -> Sequence[Any]:
+        return (await session.execute(statement, params)).one()
+
+    return run
+
+
+def on_held(held: HeldConnections) -> RunOne:
+    async def run(statement: TextClause, params: dict[str, Any]) -> Sequence[Any]:
+        compiled = HeldStatement.of(statement)
+        row: Sequence[Any] | None = await held.fetchrow(compiled.sql, *compiled.args(params))
+        assert row is not None, "the statement returns one row"
+        return row
+
+    return run
+
+
+_TAKE_IDS = text(
+    "SELECT ARRAY(SELECT nextval(pg_get_serial_sequence(:table, 'id'))"
+    " FROM generate_series(1, :count))"
+)
 
 
 class IdBlocks:
@@ -38,19 +69,13 @@ class IdBlocks:
         self._free: dict[str, deque[int]] = {}
         self._lock = asyncio.Lock()
 
-    async def next_id(self, session: AsyncSession, table: str) -> int:
+    async def next_id(self, run: RunOne, table: str) -> int:
         free = self._free.setdefault(table, deque())
         if not free:
             async with self._lock:
                 if not free:
-                    rows = await session.execute(
-                        text(
-                            "SELECT nextval(pg_get_serial_sequence(:table, 'id'))"
-                            " FROM generate_series(1, :count)"
-                        ),
-                        {"table": table, "count": ID_BLOCK},
-                    )
-                    free.extend(sorted(row[0] for row in rows))
+                    (ids,) = await run(_TAKE_IDS, {"table": table, "count": ID_BLOCK})
+                    free.extend(sorted(ids))
         return free.popleft()
 
 
@@ -58,9 +83,7 @@ class IdBlocks:
 _BLOCKS: weakref.WeakKeyDictionary[Engine, IdBlocks] = weakref.WeakKeyDictionary()
 
 
-def id_blocks(session: AsyncSession) -> IdBlocks:
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
+def id_blocks(engine: Engine) -> IdBlocks:
     blocks = _BLOCKS.get(engine)
     if blocks is None:
         blocks = _BLOCKS[engine] = IdBlocks()
@@ -149,7 +172,7 @@ def with_defaults(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def write_record(
-    session: AsyncSession,
+    run: RunOne,
     *,
     table: Table,
     values: Mapping[str, Any],
@@ -161,7 +184,7 @@ async def write_record(
     outbox: Sequence[OutboxValues],
 ) -> Written:
     """Insert the record row (``values`` include its ``id``), link ``contact_ids`` and
-    write the ``outbox`` rows, in one statement of the session's transaction."""
+    write the ``outbox`` rows, in one statement."""
     row_values = with_defaults(table, values)
     columns = tuple(name for name in (c.name for c in table.columns) if name in row_values)
     params: dict[str, Any] = {name: row_values[name] for name in columns}
@@ -171,7 +194,7 @@ async def write_record(
         params[f"outbox_kind_{n}"] = row.kind
         params[f"outbox_body_{n}"] = row.body
     statement = _statement(table, columns, link_table, link_column, bool(contact_ids), len(outbox))
-    linked, outbox_ids, outbox_kinds = (await session.execute(statement, params)).one()
+    linked, outbox_ids, outbox_kinds = await run(statement, params)
     return Written(
         contact_ids=list(linked), outbox=list(zip(outbox_ids, outbox_kinds, strict=True))
     )

@@ -4,12 +4,13 @@ version bumps, soft delete, and the events and notes of bot/AI records in a room
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import Executable, Integer, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_service.contacts.models import Contact
@@ -235,6 +236,23 @@ class RecordService(Generic[R]):
             record.version += 1
         return preview_changed
 
+    def new_values(
+        self, context: RecordContext, body: RecordCreateFields, **kind_fields: Any
+    ) -> dict[str, Any]:
+        """The columns of a new record: the fields every kind has plus ``kind_fields``."""
+        now = utcnow()
+        return {
+            "team_id": context.caller.team.id,
+            "name": body.name,
+            "channel_integration_room_id": body.channel_integration_room_id,
+            "creator_flag": parse_creator(body.creator_flag, kind=self.kind),
+            "created_by": context.caller.sso_id,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+            **kind_fields,
+        }
+
     async def insert(
         self,
         session: AsyncSession,
@@ -248,22 +266,20 @@ class RecordService(Generic[R]):
 
         On PostgreSQL the row, its links and its outbox rows are one statement
         (:mod:`crm_service.records.one_statement`); elsewhere the ORM writes them."""
-        now = utcnow()
-        values: dict[str, Any] = {
-            "team_id": context.caller.team.id,
-            "name": body.name,
-            "channel_integration_room_id": body.channel_integration_room_id,
-            "creator_flag": parse_creator(body.creator_flag, kind=self.kind),
-            "created_by": context.caller.sso_id,
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-            **kind_fields,
-        }
+        values = self.new_values(context, body, **kind_fields)
         if session.get_bind().dialect.name == "postgresql":
-            record, contact_ids = await self._insert_in_one_statement(
-                session, context, values, body, event_data
+            engine = session.get_bind()
+            assert isinstance(engine, Engine)
+            record, contact_ids, outbox_rows = await self.write_in_one_statement(
+                one_statement.in_session(session),
+                one_statement.id_blocks(engine),
+                values,
+                body,
+                event_data,
+                emits=lambda record: outbox.parity_applies(session, context.flag_cache, record),
             )
+            for outbox_id, row_kind in outbox_rows:
+                remember_for_dispatch(session, outbox_id, row_kind)
         else:
             record = self.model(**values)
             session.add(record)
@@ -275,21 +291,27 @@ class RecordService(Generic[R]):
         self._count_created(session, record)
         return record, sorted(contact_ids)
 
-    async def _insert_in_one_statement(
+    async def write_in_one_statement(
         self,
-        session: AsyncSession,
-        context: RecordContext,
+        run: one_statement.RunOne,
+        blocks: one_statement.IdBlocks,
         values: dict[str, Any],
         body: RecordCreateFields,
         event_data: Callable[[R], Payload],
-    ) -> tuple[R, list[int]]:
+        *,
+        emits: Callable[[R], Awaitable[bool]],
+    ) -> tuple[R, list[int], list[tuple[int, str]]]:
+        """The PostgreSQL create: the record (``values``), its contact links and, when
+        ``emits`` says the record has events, its webhook event and timeline-note job, in
+        one statement. Returns the record, the contact ids linked and the outbox rows
+        written, (id, kind), for the caller to hand to the broker once committed."""
         table = self.model.__table__
-        values["id"] = await one_statement.id_blocks(session).next_id(session, table.name)
+        values["id"] = await blocks.next_id(run, table.name)
         record: R = self.model(**one_statement.with_defaults(table, values))
         requested = list(dict.fromkeys([*(body.crm_lead_ids or []), *_present(body.contact_id)]))
         event_type = event_type_for(self.kind, Action.CREATE)
         rows: list[one_statement.OutboxValues] = []
-        if await outbox.parity_applies(session, context.flag_cache, record):
+        if await emits(record):
             rows = [
                 one_statement.OutboxValues(
                     outbox.new_webhook_id(),
@@ -299,7 +321,7 @@ class RecordService(Generic[R]):
                 one_statement.OutboxValues(outbox.new_webhook_id(), outbox.TIMELINE_NOTE, None),
             ]
         written = await one_statement.write_record(
-            session,
+            run,
             table=table,
             values=values,
             link_table=self.link_model.__tablename__,
@@ -310,10 +332,9 @@ class RecordService(Generic[R]):
             outbox=rows,
         )
         self._report_skipped(record.team_id, requested, set(written.contact_ids))
-        for outbox_id, row_kind in written.outbox:
-            remember_for_dispatch(session, outbox_id, row_kind)
         linked = set(written.contact_ids)
-        return record, [contact for contact in requested if contact in linked]
+        contact_ids = [contact for contact in requested if contact in linked]
+        return record, sorted(contact_ids), written.outbox
 
     def _count_created(self, session: AsyncSession, record: R) -> None:
         kind, flag = str(self.kind), record.creator_flag

@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Security
 from fastapi.security import HTTPAuthorizationCredentials
@@ -31,6 +31,7 @@ from crm_service.errors import Unauthorized
 from crm_service.pipelines.models import Pipeline, Stage
 from crm_service.teams.features import BOT_AI_CREATION_PARITY
 from crm_service.teams.models import CompanyToken, Team, TeamFeature
+from service_kit.held_connections import HeldConnections, HeldStatement
 from service_kit.security import ADMIN_KEY, BEARER
 
 
@@ -62,7 +63,9 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-def _caller_query() -> Select[Team, str, datetime, bool, Pipeline, Stage]:
+def _caller_query(*columns: Any) -> Select[Any]:
+    """The lookup of a token's caller, selecting ``columns`` of its team, token, parity
+    flag and default pipeline with its first stage."""
     first_position = (
         select(func.min(Stage.position))
         .where(Stage.pipeline_id == Pipeline.id)
@@ -70,9 +73,7 @@ def _caller_query() -> Select[Team, str, datetime, bool, Pipeline, Stage]:
         .scalar_subquery()
     )
     return (
-        select(
-            Team, CompanyToken.sso_id, CompanyToken.expires_at, TeamFeature.enabled, Pipeline, Stage
-        )
+        select(*columns)
         .join(CompanyToken, CompanyToken.team_id == Team.id)
         .outerjoin(
             TeamFeature,
@@ -88,7 +89,22 @@ def _caller_query() -> Select[Team, str, datetime, bool, Pipeline, Stage]:
 
 # Built once: every authenticated request runs it, and building a six-way join (and its
 # cache key) costs more CPU than the database spends answering it.
-CALLER_QUERY = _caller_query()
+CALLER_QUERY = _caller_query(
+    Team, CompanyToken.sso_id, CompanyToken.expires_at, TeamFeature.enabled, Pipeline, Stage
+)
+# The same lookup in plain columns, for the deal create's fast path (``deals/fast_path.py``),
+# which runs it on a held asyncpg connection: what a create needs, no ORM entities.
+CALLER_COLUMNS_QUERY = _caller_query(
+    Team.id,
+    Team.external_company_id,
+    CompanyToken.sso_id,
+    CompanyToken.expires_at,
+    TeamFeature.enabled,
+    Pipeline.id,
+    Pipeline.name,
+    Stage.id,
+    Stage.name,
+)
 
 
 async def current_caller(
@@ -112,6 +128,28 @@ async def caller_for_token(session: AsyncSession, token: str) -> Caller:
         sso_id=sso_id,
         flags={BOT_AI_CREATION_PARITY: bool(parity)},
         default_placement=None if pipeline is None or stage is None else (pipeline, stage),
+    )
+
+
+async def caller_on_held(held: HeldConnections, token: str) -> Caller | None:
+    """The caller of a valid, unexpired token read on held connections, with its team's
+    default placement; None for anything else (the route then answers, 401 included).
+    Its team, pipeline and stage are unsaved instances holding what a create reads."""
+    statement = HeldStatement.of(CALLER_COLUMNS_QUERY)
+    row = await held.fetchrow(statement.sql, *statement.args({"token_hash": digest(token)}))
+    if row is None:
+        return None
+    team_id, company_id, sso_id, expires_at, parity, pipeline_id, pipeline, stage_id, stage = row
+    if _expired(expires_at) or pipeline_id is None or stage_id is None:
+        return None
+    return Caller(
+        team=Team(id=team_id, external_company_id=company_id),
+        sso_id=sso_id,
+        flags={BOT_AI_CREATION_PARITY: bool(parity)},
+        default_placement=(
+            Pipeline(id=pipeline_id, name=pipeline),
+            Stage(id=stage_id, name=stage),
+        ),
     )
 
 

@@ -1,6 +1,8 @@
 """Which requests run in a transaction: a deal create without an Idempotency-Key is one
 statement and autocommits (no BEGIN / COMMIT round trips); everything that writes more
-keeps its one transaction."""
+keeps its one transaction. (A chatbot's plain create is taken by the fast path, which
+autocommits on held connections, ``test_deal_fast_path.py``; the route's creates here
+name their pipeline, so the route takes them.)"""
 
 from __future__ import annotations
 
@@ -13,11 +15,18 @@ from tests.support.databases import sent_statements
 DEAL = {"name": "Bot deal", "channel_integration_room_id": "room-1", "creator_flag": "bot"}
 
 
+async def routed_deal(crm_app: FastAPI) -> dict[str, str]:
+    """``DEAL`` naming the team's default pipeline: what the route, not the fast path, takes."""
+    [pipeline] = await fetch_rows(crm_app.state.engine, "SELECT name FROM pipelines")
+    return {**DEAL, "crm_pipeline_name": pipeline["name"]}
+
+
 async def test_a_deal_create_without_a_key_autocommits_every_statement(
     crm_app: FastAPI, client: httpx.AsyncClient, team: TeamHandle
 ) -> None:
+    deal = await routed_deal(crm_app)
     with sent_statements(crm_app.state.engine) as seen:
-        response = await client.post("/api/v3.1/deals", json=DEAL, headers=team.auth)
+        response = await client.post("/api/v3.1/deals", json=deal, headers=team.auth)
 
     assert response.status_code == 201, response.text
     assert any(statement.lstrip().startswith("WITH record AS") for statement, _ in seen)
@@ -30,8 +39,9 @@ async def test_a_create_with_a_key_keeps_its_transaction(
     crm_app: FastAPI, client: httpx.AsyncClient, team: TeamHandle
 ) -> None:
     headers = {**team.auth, "Idempotency-Key": "once"}
+    deal = await routed_deal(crm_app)
     with sent_statements(crm_app.state.engine) as seen:
-        response = await client.post("/api/v3.1/deals", json=DEAL, headers=headers)
+        response = await client.post("/api/v3.1/deals", json=deal, headers=headers)
 
     assert response.status_code == 201, response.text
     insert = [level for statement, level in seen if statement.lstrip().startswith("WITH record")]
