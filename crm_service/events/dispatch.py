@@ -2,9 +2,10 @@
 
 Rows are collected on the session while the request writes them; after the commit the
 request hands them to its app's :class:`OutboxDispatcher`, which publishes them to Celery
-from one thread of its own, in batches: every row committed while a publish is under way
-goes out with the next one. A request never makes a thread hop or a broker round trip of
-its own, and under load one publish carries many rows.
+from one thread of its own, in batches: every row of a kind committed while a publish is
+under way, or within the kind's publish interval, goes out with the next one. A request
+never makes a thread hop or a broker round trip of its own, and under load one publish
+carries many rows.
 
 If the broker is down the publish fails quietly (logged) and the periodic outbox sweep
 re-enqueues the rows later: the event is already committed, so nothing is lost. For the
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import BackgroundTasks
@@ -42,41 +45,80 @@ def pending_outbox_ids(session: AsyncSession) -> list[OutboxItem]:
     return items
 
 
+# Least time between two publishes of a kind: rows committed meanwhile wait and travel
+# in the next one message (up to ``worker.MAX_BATCH`` rows). A quiet API publishes a row
+# at once; a busy one sends fewer, fuller messages, and each message costs the worker
+# about as much as the rows it carries (its receipt, acknowledgement and task setup). A
+# webhook waits at most 5 ms; a timeline note, which nobody waits on, at most 50 ms.
+PUBLISH_INTERVAL_SECONDS = {"webhook": 0.005, "timeline_note": 0.05}
+
+
+@dataclass
+class _Lane:
+    """The rows of one kind waiting for their publish, and who waits for it."""
+
+    interval: float
+    waiting: list[OutboxItem] = field(default_factory=list)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    publisher: asyncio.Task[None] | None = None
+    last_publish: float = -math.inf
+
+
 class OutboxDispatcher:
     """Publishes committed outbox rows from one thread, as many per publish as are
-    waiting. ``enqueue`` is looked up at every publish (tests swap the broker)."""
+    waiting, each kind at most once per its :data:`PUBLISH_INTERVAL_SECONDS`.
+    ``enqueue`` is looked up at every publish (tests swap the broker)."""
 
-    def __init__(self, enqueue: Callable[[], Enqueue | None], *, max_waiting: int = MAX_WAITING):
+    def __init__(
+        self,
+        enqueue: Callable[[], Enqueue | None],
+        *,
+        max_waiting: int = MAX_WAITING,
+        intervals: Mapping[str, float] = PUBLISH_INTERVAL_SECONDS,
+    ):
         self._enqueue = enqueue
         self._max_waiting = max_waiting
-        self._waiting: list[OutboxItem] = []
-        self._waiters: list[asyncio.Future[None]] = []
-        self._publisher: asyncio.Task[None] | None = None
+        self._intervals = intervals
+        self._lanes: dict[str, _Lane] = {}
         self._executor: ThreadPoolExecutor | None = None
 
     async def dispatch(self, items: Sequence[OutboxItem]) -> None:
-        """Queue ``items`` for the next publish; returns once it has been tried (a
-        request's background task: the response has been sent by then)."""
-        if len(self._waiting) + len(items) > self._max_waiting:
-            log.warning(
-                "outbox dispatch backlog full; the sweep will hand these out",
-                extra={"outbox_ids": list(items), "waiting": len(self._waiting)},
-            )
-            return
+        """Queue ``items`` for the next publish of their kind; returns once it has been
+        tried (a request's background task: the response has been sent by then)."""
+        by_kind: dict[str, list[OutboxItem]] = {}
+        for item in items:
+            by_kind.setdefault(item[1], []).append(item)
         loop = asyncio.get_running_loop()
-        self._waiting.extend(items)
-        done: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(done)
-        if self._publisher is None:
-            self._publisher = loop.create_task(self._publish_waiting())
-        await asyncio.shield(done)
+        tried: list[asyncio.Future[None]] = []
+        for kind, rows in by_kind.items():
+            lane = self._lanes.get(kind)
+            if lane is None:
+                lane = self._lanes[kind] = _Lane(self._intervals.get(kind, 0.0))
+            if len(lane.waiting) + len(rows) > self._max_waiting:
+                log.warning(
+                    "outbox dispatch backlog full; the sweep will hand these out",
+                    extra={"outbox_ids": rows, "waiting": len(lane.waiting)},
+                )
+                continue
+            lane.waiting.extend(rows)
+            done: asyncio.Future[None] = loop.create_future()
+            lane.waiters.append(done)
+            tried.append(done)
+            if lane.publisher is None:
+                lane.publisher = loop.create_task(self._publish_waiting(lane))
+        if tried:
+            await asyncio.shield(asyncio.gather(*tried))
 
-    async def _publish_waiting(self) -> None:
+    async def _publish_waiting(self, lane: _Lane) -> None:
         loop = asyncio.get_running_loop()
         try:
-            while self._waiting:
-                items, self._waiting = self._waiting, []
-                waiters, self._waiters = self._waiters, []
+            while lane.waiting:
+                pause = lane.last_publish + lane.interval - loop.time()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                items, lane.waiting = lane.waiting, []
+                waiters, lane.waiters = lane.waiters, []
+                lane.last_publish = loop.time()
                 try:
                     enqueue = self._enqueue()
                     if enqueue is not None:
@@ -90,15 +132,15 @@ class OutboxDispatcher:
                         if not waiter.done():
                             waiter.set_result(None)
         finally:
-            self._publisher = None
+            lane.publisher = None
 
     async def close(self) -> None:
-        """Finish the publish under way and what waits for it (bounded), then stop."""
-        publisher = self._publisher
-        if publisher is not None:
+        """Finish the publishes under way and what waits for them (bounded), then stop."""
+        publishers = [lane.publisher for lane in self._lanes.values() if lane.publisher]
+        if publishers:
             try:
                 async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
-                    await asyncio.shield(publisher)
+                    await asyncio.shield(asyncio.gather(*publishers))
             except TimeoutError:
                 log.warning("outbox dispatch still publishing at shutdown; the sweep will")
         if self._executor is not None:
