@@ -47,10 +47,13 @@ def pending_outbox_ids(session: AsyncSession) -> list[OutboxItem]:
 
 # Least time between two publishes of a kind: rows committed meanwhile wait and travel
 # in the next one message (up to ``worker.MAX_BATCH`` rows). A quiet API publishes a row
-# at once; a busy one sends fewer, fuller messages, and each message costs the worker
-# about as much as the rows it carries (its receipt, acknowledgement and task setup). A
-# webhook waits at most 5 ms; a timeline note, which nobody waits on, at most 50 ms.
-PUBLISH_INTERVAL_SECONDS = {"webhook": 0.005, "timeline_note": 0.05}
+# at once; a busy one sends fewer, fuller messages. Each message costs the worker about a
+# row's work on top of its rows (a prefork parent makes three Redis round trips to
+# receive and acknowledge it, then hands it to a child), and at 100 creates/s the
+# message rate, not the rows, was what a worker could not keep up with. A webhook waits
+# at most 20 ms (of the 100 ms create-to-preview budget); a timeline note, which nobody
+# waits on, at most 100 ms.
+PUBLISH_INTERVAL_SECONDS = {"webhook": 0.02, "timeline_note": 0.1}
 
 
 @dataclass
