@@ -24,6 +24,7 @@ from omni_service.receiver.fast_path import ReceiverFastPath
 from omni_service.receiver.router import WEBHOOK_PATH
 from omni_service.receiver.router import router as receiver_router
 from omni_service.receiver.service import ReceiverDatabase
+from omni_service.rooms.fast_path import HistoryFastPath
 from omni_service.rooms.router import router as rooms_router
 from omni_service.settings import Settings, get_settings
 from service_kit.edge import install_request_edge
@@ -85,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(PreviewFastPath)
     # Likewise a CRM event: the receiver's own functions, without routing.
     app.add_middleware(ReceiverFastPath)
+    # And the history the CRM reads for each timeline note, with a cached token.
+    app.add_middleware(HistoryFastPath)
     install_error_handlers(app)
     # Request ids, HTTP metrics and the bad-text guard, in one layer around the fast path
     # and the router: every line of a request carries its id. The receiver checks its own

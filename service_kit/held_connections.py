@@ -85,9 +85,17 @@ class HeldConnections:
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
         """The first row ``query`` returns (None without one), on a held connection."""
+        return await self._call("fetchrow", query, args)
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        """Every row ``query`` returns, on a held connection."""
+        rows: list[asyncpg.Record] = await self._call("fetch", query, args)
+        return rows
+
+    async def _call(self, method: str, query: str, args: tuple[Any, ...]) -> Any:
         connection = await self._acquire()
         try:
-            value = await connection.fetchrow(query, *args)
+            value = await getattr(connection, method)(query, *args)
         except asyncpg.PostgresError:
             # The server refused the statement and answered: the connection is fine.
             self._release(connection)

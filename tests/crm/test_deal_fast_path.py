@@ -164,9 +164,7 @@ async def test_a_create_it_takes_is_answered_and_written_as_the_route_does(
     fetched = await fast.client.get(f"/api/v3.1/deals/{fast_deal['id']}", headers=bot_team.auth)
     assert fetched.json() == fast_deal
     assert await outbox_of(db, fast_deal["id"]) == await outbox_of(db, routed_deal["id"])
-    assert [kind for _, kind in fast.enqueued.items] == [
-        kind for _, kind in routed.enqueued.items
-    ]
+    assert [kind for _, kind in fast.enqueued.items] == [kind for _, kind in routed.enqueued.items]
     ids = {row["id"] for row in await fetch_rows(db, "SELECT id FROM outbox_events")}
     assert {outbox_id for outbox_id, _ in fast.enqueued.items} <= ids
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from tests.omni.factories import OrgHandle
-from tests.support.databases import sent_statements
 
 POST_URL = "/api/v1/rooms/room-1/messages"
 HISTORY_URL = "/api/open/v1/messages/rooms/room-1"
@@ -149,18 +147,6 @@ async def test_history_requires_a_bearer_token(client: httpx.AsyncClient) -> Non
     response = await client.get(HISTORY_URL)
 
     assert response.status_code == 401
-
-
-async def test_a_known_token_reads_history_without_looking_the_token_up_again(
-    app: FastAPI, client: httpx.AsyncClient, org: OrgHandle
-) -> None:
-    await post(client, org, "hello")
-    assert await history_texts(client, org) == ["hello"]
-    with sent_statements(app.state.engine) as sent:
-        assert await history_texts(client, org) == ["hello"]
-    statements = [statement for statement, _ in sent]
-    assert not any("organization_tokens" in s or "FROM organizations" in s for s in statements)
-    assert any("FROM messages" in s for s in statements)
 
 
 async def test_an_unknown_token_is_refused_every_time(client: httpx.AsyncClient) -> None:
