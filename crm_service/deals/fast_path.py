@@ -14,6 +14,13 @@ layer does the same work without them:
 - the deal, its contact links and its outbox rows are written by the record service's
   own one statement (``RecordService.write_in_one_statement``), autocommitted like the
   route's keyless create, on the same connections;
+- a token's caller is remembered (up to :data:`MAX_CALLERS` tokens), and the next create
+  with that token is one round trip: its statement carries the lookup as a guard
+  (``teams/auth.caller_guard``) and writes only while the lookup still gives that same
+  caller. If anything of it changed (the parity flag, the default pipeline or its first
+  stage, their names, the token's expiry or the token itself), the statement writes
+  nothing, the caller is read again and the create made with what it now is: a change
+  shows on the very next create, on every process, as when every create read it;
 - the answer is the route's: the same ``DealRead`` as JSON, 201, the same headers, the
   outbox rows handed to the dispatcher once it is sent, the created-record metric.
 
@@ -45,7 +52,7 @@ from crm_service.events.outbox import bot_record_in_room
 from crm_service.metrics import count_record_created
 from crm_service.records import one_statement
 from crm_service.records.service import RecordContext
-from crm_service.teams.auth import caller_on_held
+from crm_service.teams.auth import Caller, caller_guard, caller_on_held, digest
 from crm_service.teams.features import BOT_AI_CREATION_PARITY, PrefetchedFlags
 from service_kit.edge import route_with_path
 from service_kit.held_connections import HeldConnections
@@ -53,12 +60,16 @@ from service_kit.held_connections import HeldConnections
 PATH = "/api/v3.1/deals"
 # Fields that choose a placement other than the default: the route resolves those.
 PLACEMENT_FIELDS = ("crm_pipeline_id", "crm_stage_id", "crm_pipeline_name", "crm_stage_name")
+# Tokens whose caller is remembered; beyond that the oldest is forgotten (a forgotten
+# caller costs its next create one more round trip, nothing else).
+MAX_CALLERS = 1024
 
 
 class DealCreateFastPath:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.route = route_with_path(deals_router.routes, PATH)
+        self.callers: dict[str, Caller] = {}  # by token digest
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         held: HeldConnections | None = None
@@ -97,9 +108,31 @@ class DealCreateFastPath:
             body = DealCreate.model_validate(document)
         except (ValueError, ValidationError):  # the route answers the 422
             return None
-        caller = await caller_on_held(held, token)
+        token_hash = digest(token)
+        remembered = self.callers.get(token_hash)
+        if remembered is not None:
+            guard = one_statement.Guard(*caller_guard(token_hash, remembered))
+            try:
+                return await self._write(scope, held, body, remembered, guard)
+            except one_statement.GuardFailed:  # nothing written; read the caller again
+                self.callers.pop(token_hash, None)
+        caller = await caller_on_held(held, token_hash)
         if caller is None or caller.default_placement is None:
             return None
+        if len(self.callers) >= MAX_CALLERS:
+            del self.callers[next(iter(self.callers))]
+        self.callers[token_hash] = caller
+        return await self._write(scope, held, body, caller, None)
+
+    async def _write(
+        self,
+        scope: Scope,
+        held: HeldConnections,
+        body: DealCreate,
+        caller: Caller,
+        guard: one_statement.Guard | None,
+    ) -> Response:
+        assert caller.default_placement is not None
         app = scope["app"]
         context = RecordContext(
             caller=caller,
@@ -121,6 +154,7 @@ class DealCreateFastPath:
             body,
             lambda deal: deal_service.event_data(context, deal, pipeline, stage),
             emits=emits,
+            guard=guard,
         )
         count_record_created(str(deal_service.kind), deal.creator_flag)
         read = deal_service.read(context, deal, pipeline, stage, contact_ids)

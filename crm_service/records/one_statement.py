@@ -103,11 +103,24 @@ class Written:
     outbox: list[tuple[int, str]]  # (outbox row id, kind), in insert order
 
 
+@dataclass(frozen=True)
+class Guard:
+    """A ``SELECT`` (SQL with ``:name`` parameters, and their values) the write is made
+    from: one row, the write happens; no row, the statement writes nothing at all."""
+
+    sql: str
+    params: Mapping[str, Any]
+
+
+class GuardFailed(Exception):
+    """The write's guard gave no row: nothing was written."""
+
+
 _OUTBOX_COLUMNS = (
     "webhook_id, team_id, kind, event_type, record_kind, record_id, room_id, body,"
     " status, attempt_count, next_attempt_at, created_at"
 )
-_statements: dict[tuple[str, tuple[str, ...], str, str, bool, int], TextClause] = {}
+_statements: dict[tuple[str, tuple[str, ...], str, str, bool, int, str | None], TextClause] = {}
 
 
 def _statement(
@@ -117,9 +130,14 @@ def _statement(
     link_column: str,
     links: bool,
     rows: int,
+    guard: str | None,
 ) -> TextClause:
-    key = (table.name, columns, link_table, link_column, links, rows)
+    key = (table.name, columns, link_table, link_column, links, rows, guard)
     statement = _statements.get(key)
+    if statement is None and guard is not None:
+        statement = _statements[key] = _guarded_statement(
+            table, columns, link_table, link_column, links, rows, guard
+        )
     if statement is None:
         # Every name below is a table or column of our own metadata, never request input;
         # the values are all bound parameters.
@@ -156,6 +174,56 @@ def _statement(
     return statement
 
 
+def _guarded_statement(
+    table: Table,
+    columns: tuple[str, ...],
+    link_table: str,
+    link_column: str,
+    links: bool,
+    rows: int,
+    guard: str,
+) -> TextClause:
+    """The same write made ``FROM`` the guard: the record row is inserted once per guard
+    row (one or none), and the links and outbox rows once per record row inserted.
+    Every value is a parameter of an ``INSERT … SELECT``, typed by its column, as a
+    ``VALUES`` list would be. The last column says whether the record was written."""
+    parts = [
+        f"guard AS ({guard})",
+        f"record AS (INSERT INTO {table.name} ({', '.join(columns)})"  # noqa: S608
+        f" SELECT {', '.join(':' + column for column in columns)} FROM guard RETURNING id)",
+    ]
+    if links:
+        parts.append(
+            f"links AS (INSERT INTO {link_table} ({link_column}, contact_id)"  # noqa: S608
+            " SELECT record.id, contacts.id FROM record JOIN contacts"
+            " ON contacts.team_id = :team_id AND contacts.id = ANY(:contact_ids)"
+            f" ON CONFLICT ({link_column}, contact_id) DO UPDATE"
+            " SET contact_id = excluded.contact_id RETURNING contact_id)"
+        )
+    for n in range(rows):
+        parts.append(
+            f"outbox_{n} AS (INSERT INTO outbox_events ({_OUTBOX_COLUMNS})"  # noqa: S608
+            f" SELECT :outbox_webhook_id_{n}, :team_id, :outbox_kind_{n}, :event_type,"
+            f" :record_kind, record.id, :channel_integration_room_id, :outbox_body_{n},"
+            " 'pending', 0, :created_at, :created_at FROM record RETURNING id, kind)"
+        )
+    linked = "ARRAY(SELECT contact_id FROM links)" if links else "ARRAY[]::integer[]"
+    written = " UNION ALL ".join(f"SELECT id, kind FROM outbox_{n}" for n in range(rows))  # noqa: S608
+    outbox_ids, outbox_kinds = (
+        (
+            f"ARRAY(SELECT id FROM ({written}) AS outbox ORDER BY id)",  # noqa: S608
+            f"ARRAY(SELECT kind FROM ({written}) AS outbox ORDER BY id)",  # noqa: S608
+        )
+        if rows
+        else ("ARRAY[]::integer[]", "ARRAY[]::varchar[]")
+    )
+    # As in _statement: names from our own metadata, values all bound parameters.
+    return text(
+        f"WITH {', '.join(parts)}"  # noqa: S608
+        f" SELECT {linked}, {outbox_ids}, {outbox_kinds}, EXISTS (SELECT FROM record)"
+    )
+
+
 def with_defaults(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
     """``values`` plus the Python-side scalar or callable default of every other column
     that has one (what the ORM would have filled in)."""
@@ -182,9 +250,11 @@ async def write_record(
     event_type: str,
     record_kind: str,
     outbox: Sequence[OutboxValues],
+    guard: Guard | None = None,
 ) -> Written:
     """Insert the record row (``values`` include its ``id``), link ``contact_ids`` and
-    write the ``outbox`` rows, in one statement."""
+    write the ``outbox`` rows, in one statement; with a ``guard``, only if it gives a row
+    (:class:`GuardFailed` if not, with nothing written)."""
     row_values = with_defaults(table, values)
     columns = tuple(name for name in (c.name for c in table.columns) if name in row_values)
     params: dict[str, Any] = {name: row_values[name] for name in columns}
@@ -193,8 +263,22 @@ async def write_record(
         params[f"outbox_webhook_id_{n}"] = row.webhook_id
         params[f"outbox_kind_{n}"] = row.kind
         params[f"outbox_body_{n}"] = row.body
-    statement = _statement(table, columns, link_table, link_column, bool(contact_ids), len(outbox))
-    linked, outbox_ids, outbox_kinds = await run(statement, params)
+    if guard is not None:
+        clash = params.keys() & guard.params.keys()
+        assert not clash, f"the guard's parameters {clash} would shadow the write's"
+        params.update(guard.params)
+    statement = _statement(
+        table,
+        columns,
+        link_table,
+        link_column,
+        bool(contact_ids),
+        len(outbox),
+        None if guard is None else guard.sql,
+    )
+    linked, outbox_ids, outbox_kinds, *applied = await run(statement, params)
+    if applied and not applied[0]:
+        raise GuardFailed
     return Written(
         contact_ids=list(linked), outbox=list(zip(outbox_ids, outbox_kinds, strict=True))
     )

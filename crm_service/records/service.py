@@ -300,11 +300,13 @@ class RecordService(Generic[R]):
         event_data: Callable[[R], Payload],
         *,
         emits: Callable[[R], Awaitable[bool]],
+        guard: one_statement.Guard | None = None,
     ) -> tuple[R, list[int], list[tuple[int, str]]]:
         """The PostgreSQL create: the record (``values``), its contact links and, when
         ``emits`` says the record has events, its webhook event and timeline-note job, in
         one statement. Returns the record, the contact ids linked and the outbox rows
-        written, (id, kind), for the caller to hand to the broker once committed."""
+        written, (id, kind), for the caller to hand to the broker once committed. With a
+        ``guard`` nothing is written unless it gives a row (``GuardFailed``)."""
         table = self.model.__table__
         values["id"] = await blocks.next_id(run, table.name)
         record: R = self.model(**one_statement.with_defaults(table, values))
@@ -330,6 +332,7 @@ class RecordService(Generic[R]):
             event_type=str(event_type),
             record_kind=str(self.kind),
             outbox=rows,
+            guard=guard,
         )
         self._report_skipped(record.team_id, requested, set(written.contact_ids))
         linked = set(written.contact_ids)

@@ -22,7 +22,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Security
 from fastapi.security import HTTPAuthorizationCredentials
-from sqlalchemy import Select, and_, bindparam, func, select
+from sqlalchemy import Select, and_, bindparam, func, literal_column, select
+from sqlalchemy.dialects.postgresql import psycopg2
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_service.database import utcnow
@@ -87,6 +88,15 @@ def _caller_query(*columns: Any) -> Select[Any]:
     )
 
 
+def _compiled_with_names(statement: Select[Any]) -> tuple[str, dict[str, Any]]:
+    """``statement`` as PostgreSQL SQL with ``:name`` parameters, to sit inside a
+    ``text()`` statement (no ``::type`` casts, which ``text()`` would not read as
+    parameters), and the values it binds itself (its ``LIMIT``, the flag's name)."""
+    dialect = psycopg2.dialect(paramstyle="named")  # type: ignore[no-untyped-call]
+    compiled = statement.compile(dialect=dialect)
+    return compiled.string, dict(compiled.params)
+
+
 # Built once: every authenticated request runs it, and building a six-way join (and its
 # cache key) costs more CPU than the database spends answering it.
 CALLER_QUERY = _caller_query(
@@ -131,12 +141,13 @@ async def caller_for_token(session: AsyncSession, token: str) -> Caller:
     )
 
 
-async def caller_on_held(held: HeldConnections, token: str) -> Caller | None:
-    """The caller of a valid, unexpired token read on held connections, with its team's
-    default placement; None for anything else (the route then answers, 401 included).
-    Its team, pipeline and stage are unsaved instances holding what a create reads."""
+async def caller_on_held(held: HeldConnections, token_hash: str) -> Caller | None:
+    """The caller of a valid, unexpired token (by its digest) read on held connections,
+    with its team's default placement; None for anything else (the route then answers,
+    401 included). Its team, pipeline and stage are unsaved instances holding what a
+    create reads."""
     statement = HeldStatement.of(CALLER_COLUMNS_QUERY)
-    row = await held.fetchrow(statement.sql, *statement.args({"token_hash": digest(token)}))
+    row = await held.fetchrow(statement.sql, *statement.args({"token_hash": token_hash}))
     if row is None:
         return None
     team_id, company_id, sso_id, expires_at, parity, pipeline_id, pipeline, stage_id, stage = row
@@ -151,6 +162,61 @@ async def caller_on_held(held: HeldConnections, token: str) -> Caller | None:
             Stage(id=stage_id, name=stage),
         ),
     )
+
+
+# The caller lookup as a guard for a write made with a caller read earlier (the deal
+# create's fast path remembers callers by token): one row while the token's lookup
+# still gives exactly that caller (same team, company id, identity, parity flag, default
+# pipeline and first stage, names included) and the token has not expired; none once
+# anything of it changed. A statement that writes only ``FROM`` it writes nothing then.
+_LOOKUP = CALLER_COLUMNS_QUERY.subquery("caller")
+(
+    _TEAM_ID,
+    _COMPANY_ID,
+    _SSO_ID,
+    _EXPIRES_AT,
+    _PARITY,
+    _PIPELINE_ID,
+    _PIPELINE_NAME,
+    _STAGE_ID,
+    _STAGE_NAME,
+) = _LOOKUP.c
+_GUARD = _compiled_with_names(
+    select(literal_column("1").label("current"))
+    .select_from(_LOOKUP)
+    .where(
+        bindparam("guard_team_id") == _TEAM_ID,
+        _COMPANY_ID.is_not_distinct_from(bindparam("guard_company_id")),
+        _SSO_ID.is_not_distinct_from(bindparam("guard_sso_id")),
+        bindparam("guard_now") < _EXPIRES_AT,
+        func.coalesce(_PARITY, False) == bindparam("guard_parity"),
+        bindparam("guard_pipeline_id") == _PIPELINE_ID,
+        _PIPELINE_NAME.is_not_distinct_from(bindparam("guard_pipeline_name")),
+        bindparam("guard_stage_id") == _STAGE_ID,
+        _STAGE_NAME.is_not_distinct_from(bindparam("guard_stage_name")),
+    )
+)
+
+
+def caller_guard(token_hash: str, caller: Caller) -> tuple[str, dict[str, Any]]:
+    """The guard's SQL (named ``:params``) and its parameters for ``caller`` as read for
+    ``token_hash``; ``caller`` has a default placement."""
+    assert caller.default_placement is not None
+    pipeline, stage = caller.default_placement
+    sql, given = _GUARD
+    return sql, {
+        **given,
+        "token_hash": token_hash,
+        "guard_team_id": caller.team.id,
+        "guard_company_id": caller.team.external_company_id,
+        "guard_sso_id": caller.sso_id,
+        "guard_now": utcnow(),
+        "guard_parity": bool(caller.flags.get(BOT_AI_CREATION_PARITY)),
+        "guard_pipeline_id": pipeline.id,
+        "guard_pipeline_name": pipeline.name,
+        "guard_stage_id": stage.id,
+        "guard_stage_name": stage.name,
+    }
 
 
 def _expired(expires_at: datetime) -> bool:

@@ -5,8 +5,8 @@ route's own answer for everything it leaves to the route."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crm_service.deals import fast_path
 from crm_service.deals.fast_path import DealCreateFastPath
 from crm_service.main import create_app
 from crm_service.metrics import API_REGISTRY
@@ -301,3 +302,120 @@ async def test_it_is_counted_as_the_route_counts(fast: Running, bot_team: TeamHa
     assert response.headers["x-request-id"]
     assert _sample("http_requests_total", labels) == requests_before + 1
     assert _sample("bot_deal_created_total", {}) == created_before + 1
+
+
+@contextmanager
+def held_calls(app: FastAPI) -> Iterator[list[str]]:
+    """The statements the app's held connections run while the block runs."""
+    held = app.state.held_connections
+    sent: list[str] = []
+    fetchrow = held.fetchrow
+
+    async def recorded(sql: str, *args: Any) -> Any:
+        sent.append(sql)
+        return await fetchrow(sql, *args)
+
+    held.fetchrow = recorded
+    try:
+        yield sent
+    finally:
+        del held.fetchrow
+
+
+async def test_a_remembered_caller_creates_in_one_round_trip(
+    fast: Running, routed: Running, bot_team: TeamHandle, db: AsyncEngine
+) -> None:
+    first = await fast.client.post(
+        "/api/v3.1/deals", json=bot_deal("room-1"), headers=bot_team.auth
+    )
+    with held_calls(fast.app) as sent:
+        again = await fast.client.post(
+            "/api/v3.1/deals", json=bot_deal("room-2"), headers=bot_team.auth
+        )
+    answered = await routed.client.post(
+        "/api/v3.1/deals", json=bot_deal("room-2"), headers=bot_team.auth
+    )
+
+    assert first.status_code == again.status_code == 201, again.text
+    assert comparable(again) == comparable(answered)
+    assert len(sent) == 1 and sent[0].lstrip().startswith("WITH guard AS")
+    assert await outbox_of(db, again.json()["id"]) == await outbox_of(db, answered.json()["id"])
+    assert [kind for _, kind in fast.enqueued.items] == ["webhook", "timeline_note"] * 2
+
+
+FIRST_STAGE = (
+    "SELECT id FROM stages WHERE pipeline_id = (SELECT id FROM pipelines WHERE is_default)"
+    " ORDER BY position, id LIMIT 1"
+)
+# What can change about a caller between two of its creates, as SQL.
+CHANGES = {
+    "parity turned off": "UPDATE team_features SET enabled = false",
+    "pipeline renamed": "UPDATE pipelines SET name = 'Renamed pipeline' WHERE is_default",
+    "first stage renamed": f"UPDATE stages SET name = 'Renamed stage' WHERE id = ({FIRST_STAGE})",
+    "another first stage": (
+        "UPDATE stages SET position = (SELECT max(position) + 1 FROM stages)"
+        f" WHERE id = ({FIRST_STAGE})"
+    ),
+    "company id changed": "UPDATE teams SET external_company_id = 'company-renamed'",
+    "another identity": "UPDATE company_tokens SET sso_id = 'someone-else'",
+    "token expired": "UPDATE company_tokens SET expires_at = now() - interval '1 second'",
+    "token revoked": "DELETE FROM company_tokens",
+    "no default pipeline": "UPDATE pipelines SET is_default = false",
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+async def test_a_change_to_a_remembered_caller_shows_on_its_next_create(
+    fast: Running, routed: Running, bot_team: TeamHandle, db: AsyncEngine, change: str
+) -> None:
+    remembered = await fast.client.post(
+        "/api/v3.1/deals", json=bot_deal("room-1"), headers=bot_team.auth
+    )
+    assert remembered.status_code == 201
+    await execute(db, CHANGES[change])
+    deals_before = len(await fetch_rows(db, "SELECT id FROM deals"))
+
+    with held_calls(fast.app) as sent:
+        taken = await fast.client.post(
+            "/api/v3.1/deals", json=bot_deal("room-2"), headers=bot_team.auth
+        )
+    answered = await routed.client.post(
+        "/api/v3.1/deals", json=bot_deal("room-2"), headers=bot_team.auth
+    )
+
+    assert sent[0].lstrip().startswith("WITH guard AS")  # tried with the remembered caller
+    assert comparable(taken) == comparable(answered)
+    deals = await fetch_rows(db, "SELECT id FROM deals ORDER BY id")
+    if taken.status_code == 201:
+        # One deal each, no half-written one from the guarded try; events as the route's.
+        assert len(deals) == deals_before + 2
+        assert await outbox_of(db, taken.json()["id"]) == await outbox_of(db, answered.json()["id"])
+    else:
+        assert taken.status_code == 401 and len(deals) == deals_before
+    outbox_records = {
+        row["record_id"] for row in await fetch_rows(db, "SELECT record_id FROM outbox_events")
+    }
+    assert outbox_records <= {deal["id"] for deal in deals}
+
+
+async def test_it_remembers_a_bounded_number_of_callers(
+    fast: Running, db: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fast_path, "MAX_CALLERS", 2)
+    teams = [await create_team(fast.client, f"company-{n}", f"Team {n}") for n in range(3)]
+    for team in [*teams, teams[0]]:
+        response = await fast.client.post(
+            "/api/v3.1/deals", json=bot_deal("room-1"), headers=team.auth
+        )
+        assert response.status_code == 201
+
+    layer = _fast_path_of(fast.app)
+    assert len(layer.callers) == 2
+    assert len(await fetch_rows(db, "SELECT id FROM deals")) == 4
+
+
+def _fast_path_of(app: FastAPI) -> DealCreateFastPath:
+    layer: Any = app.middleware_stack
+    while not isinstance(layer, DealCreateFastPath):
+        layer = layer.app
+    return layer
