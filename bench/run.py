@@ -27,7 +27,12 @@ then measures, in this order:
    or server that falls behind shows as latency, never as a lower rate. Once per pool.
 6. **memory**: the peak RSS of every process of the stack over the whole run.
 
-Throughput is wrk's (``-t2``), never a Python client's. Every server, baseline or not,
+Throughput is wrk's (``-t2``), never a Python client's. Before each measured wrk run of
+a write (the creates, the events, the project's and the bare app's alike) the database is
+vacuumed and analyzed, as ``pgbench`` does by default: otherwise the dead rows and
+statistics left by the run before (the other side's, on the same tables) are
+autovacuumed during the next one, on the same two cores, and charged to whichever side
+comes second. Every server, baseline or not,
 runs one uvicorn worker at log level ``warning`` (no access lines) unless ``--scale-out``.
 Needs ``wrk`` (``apt-get install wrk``), PostgreSQL on 127.0.0.1:5432 and redis-server.
 """
@@ -220,6 +225,20 @@ def _bare(app: str, env: dict[str, str], log_dir: Path, name: str) -> tuple[Serv
     return start_uvicorn(app, service_env(**env), log_dir=log_dir, name=name, extra_args=QUIET)
 
 
+def vacuum(dsn: str) -> None:
+    """``VACUUM ANALYZE`` the database: each measured write run starts from the same
+    clean tables, with no vacuum debt of the run before it."""
+
+    async def run() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute("VACUUM ANALYZE")
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
 def _entry(result: wrk.WrkResult, baseline: wrk.WrkResult | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "requests_per_second": round(result.requests_per_second, 1),
@@ -246,6 +265,7 @@ def create(stack: Stack, report: Report, args: argparse.Namespace) -> None:
     auth = f"Bearer {tenant.crm_token}"
     tag = uuid.uuid4().hex[:6]
     drive(stack.crm_url, "/api/v3.1/deals", auth, f"warm-{tag}", 2)
+    vacuum(plain_dsn(stack.crm_database))
     crm = drive(stack.crm_url, "/api/v3.1/deals", auth, f"crm-{tag}", args.duration)
     bare, bare_url = _bare(
         "bench.bare_insert_app:app",
@@ -260,6 +280,7 @@ def create(stack: Stack, report: Report, args: argparse.Namespace) -> None:
     )
     try:
         drive(bare_url, "/deals", "", f"bwarm-{tag}", 2)
+        vacuum(plain_dsn(stack.crm_database))
         baseline = drive(bare_url, "/deals", "", f"bare-{tag}", args.duration)
     finally:
         bare.stop()
@@ -435,11 +456,13 @@ def receiver(stack: Stack, report: Report, args: argparse.Namespace) -> None:
         try:
             events = Path(scratch) / "bare.events"
             wrk.write_events(events, receiver_events(organization, rooms, 10_000_000))
+            vacuum(dsn)
             baseline = wrk.receiver(bare_url, events, duration_seconds=args.duration)
         finally:
             bare.stop()
         events = Path(scratch) / "omni.events"
         wrk.write_events(events, receiver_events(organization, rooms, 20_000_000))
+        vacuum(dsn)
         real = wrk.receiver(stack.omni_url, events, duration_seconds=args.duration)
     report.throughput["receiver"] = _entry(real, baseline)
     print(f"receiver         {real.summary()}  bare {baseline.requests_per_second:.0f} req/s")
