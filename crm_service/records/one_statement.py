@@ -12,6 +12,10 @@ Foreign keys still hold: PostgreSQL checks them at the end of the statement, whe
 record row exists. Contacts that are not the team's are skipped by the ``SELECT`` (the
 same rule as :meth:`RecordService.link_contacts`); the statement returns the ones linked.
 
+A write may carry a :class:`Guard`, a ``SELECT`` the record row is made from: the deal
+create's fast path puts its remembered caller's lookup there, so the statement writes
+nothing (:class:`GuardFailed`) once that caller is no longer what the database says.
+
 SQLite (embedded mode) keeps the ORM path: it has no data-modifying ``WITH``.
 """
 
@@ -132,66 +136,25 @@ def _statement(
     rows: int,
     guard: str | None,
 ) -> TextClause:
+    """The write: the record row from its ``VALUES``, or with a ``guard`` made ``FROM``
+    it (inserted once per guard row: one or none); the links and each outbox row are
+    then made ``FROM`` the record row inserted, so a guard that gives no row writes
+    nothing at all. Every value is a bound parameter, typed by the column it goes into.
+    The last column says whether the record was written."""
     key = (table.name, columns, link_table, link_column, links, rows, guard)
     statement = _statements.get(key)
-    if statement is None and guard is not None:
-        statement = _statements[key] = _guarded_statement(
-            table, columns, link_table, link_column, links, rows, guard
-        )
-    if statement is None:
-        # Every name below is a table or column of our own metadata, never request input;
-        # the values are all bound parameters.
-        parts = [
-            f"record AS (INSERT INTO {table.name} ({', '.join(columns)})"  # noqa: S608
-            f" VALUES ({', '.join(':' + column for column in columns)}))"
-        ]
-        if links:
-            parts.append(
-                f"links AS (INSERT INTO {link_table} ({link_column}, contact_id)"  # noqa: S608
-                " SELECT CAST(:id AS integer), contacts.id FROM contacts"
-                " WHERE contacts.team_id = :team_id AND contacts.id = ANY(:contact_ids)"
-                f" ON CONFLICT ({link_column}, contact_id) DO UPDATE"
-                " SET contact_id = excluded.contact_id RETURNING contact_id)"
-            )
-        if rows:
-            values = ", ".join(
-                f"(:outbox_webhook_id_{n}, :team_id, :outbox_kind_{n}, :event_type,"
-                f" :record_kind, :id, :channel_integration_room_id, :outbox_body_{n},"
-                " 'pending', 0, :created_at, :created_at)"
-                for n in range(rows)
-            )
-            parts.append(
-                f"outbox AS (INSERT INTO outbox_events ({_OUTBOX_COLUMNS}) VALUES {values}"  # noqa: S608
-                " RETURNING id, kind)"
-            )
-        linked = "ARRAY(SELECT contact_id FROM links)" if links else "ARRAY[]::integer[]"
-        outbox_ids = "ARRAY(SELECT id FROM outbox ORDER BY id)" if rows else "ARRAY[]::integer[]"
-        outbox_kinds = (
-            "ARRAY(SELECT kind FROM outbox ORDER BY id)" if rows else "ARRAY[]::varchar[]"
-        )
-        statement = text(f"WITH {', '.join(parts)} SELECT {linked}, {outbox_ids}, {outbox_kinds}")
-        _statements[key] = statement
-    return statement
-
-
-def _guarded_statement(
-    table: Table,
-    columns: tuple[str, ...],
-    link_table: str,
-    link_column: str,
-    links: bool,
-    rows: int,
-    guard: str,
-) -> TextClause:
-    """The same write made ``FROM`` the guard: the record row is inserted once per guard
-    row (one or none), and the links and outbox rows once per record row inserted.
-    Every value is a parameter of an ``INSERT … SELECT``, typed by its column, as a
-    ``VALUES`` list would be. The last column says whether the record was written."""
-    parts = [
-        f"guard AS ({guard})",
-        f"record AS (INSERT INTO {table.name} ({', '.join(columns)})"  # noqa: S608
-        f" SELECT {', '.join(':' + column for column in columns)} FROM guard RETURNING id)",
-    ]
+    if statement is not None:
+        return statement
+    # Every name below is a table or column of our own metadata (the guard, a statement
+    # of our own), never request input; the values are all bound parameters.
+    placeholders = ", ".join(":" + column for column in columns)
+    source = (
+        f"VALUES ({placeholders})" if guard is None else f"SELECT {placeholders} FROM guard"  # noqa: S608
+    )
+    parts = [] if guard is None else [f"guard AS ({guard})"]
+    parts.append(
+        f"record AS (INSERT INTO {table.name} ({', '.join(columns)}) {source} RETURNING id)"
+    )
     if links:
         parts.append(
             f"links AS (INSERT INTO {link_table} ({link_column}, contact_id)"  # noqa: S608
@@ -217,11 +180,11 @@ def _guarded_statement(
         if rows
         else ("ARRAY[]::integer[]", "ARRAY[]::varchar[]")
     )
-    # As in _statement: names from our own metadata, values all bound parameters.
-    return text(
+    statement = _statements[key] = text(
         f"WITH {', '.join(parts)}"  # noqa: S608
         f" SELECT {linked}, {outbox_ids}, {outbox_kinds}, EXISTS (SELECT FROM record)"
     )
+    return statement
 
 
 def with_defaults(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -276,8 +239,8 @@ async def write_record(
         len(outbox),
         None if guard is None else guard.sql,
     )
-    linked, outbox_ids, outbox_kinds, *applied = await run(statement, params)
-    if applied and not applied[0]:
+    linked, outbox_ids, outbox_kinds, written = await run(statement, params)
+    if not written:
         raise GuardFailed
     return Written(
         contact_ids=list(linked), outbox=list(zip(outbox_ids, outbox_kinds, strict=True))

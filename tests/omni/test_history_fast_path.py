@@ -5,7 +5,6 @@ token lookup or session for a cached token."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -16,9 +15,8 @@ from omni_service.main import create_app
 from omni_service.rooms.fast_path import HistoryFastPath
 from omni_service.settings import Settings
 from tests.omni.factories import OrgHandle, create_organization
+from tests.omni.fast_paths import app_without, client_of, comparable
 from tests.support.databases import sent_statements
-
-Exchange = tuple[int, list[tuple[str, str]], bytes]
 
 # Texts whose JSON rendering differs between encoders if any does: quotes, escapes,
 # control characters, non-ASCII, line separators, an emoji.
@@ -33,26 +31,6 @@ TEXTS = [
 ]
 
 
-@asynccontextmanager
-async def client_of(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://omni.test") as client:
-            yield client
-
-
-def routed_app(settings: Settings) -> FastAPI:
-    """The app without the fast path: every read goes through FastAPI's route."""
-    app = create_app(settings)
-    app.user_middleware = [m for m in app.user_middleware if m.cls is not HistoryFastPath]
-    return app
-
-
-def comparable(response: httpx.Response) -> Exchange:
-    headers = [(k, v) for k, v in response.headers.multi_items() if k != "x-request-id"]
-    return response.status_code, headers, response.content
-
-
 @pytest.fixture
 async def fast(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     app = create_app(settings)
@@ -62,7 +40,7 @@ async def fast(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncCl
 
 @pytest.fixture
 async def routed(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_of(routed_app(settings)) as client:
+    async with client_of(app_without(settings, HistoryFastPath)) as client:
         yield client
 
 
@@ -194,7 +172,7 @@ async def test_fast_reads_are_counted_under_the_routes_template(
 async def test_the_route_reads_a_known_token_from_the_cache(
     routed: httpx.AsyncClient, chatty_org: OrgHandle, settings: Settings
 ) -> None:
-    app = routed_app(settings)
+    app = app_without(settings, HistoryFastPath)
     async with client_of(app) as client:
         first = await client.get("/api/open/v1/messages/rooms/room-1", headers=chatty_org.auth)
         with sent_statements(app.state.engine) as sent:

@@ -3,12 +3,9 @@ answers as the route gives, for every outcome and every refusal, counted the sam
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
 from omni_service import metrics
 from omni_service.main import create_app
@@ -18,29 +15,7 @@ from omni_service.settings import Settings
 from shared_contracts.events import EventType
 from shared_contracts.signatures import generate_secret
 from tests.omni.factories import OrgHandle, create_organization, deal, signed_request
-
-Exchange = tuple[int, list[tuple[str, str]], bytes]
-
-
-@asynccontextmanager
-async def client_of(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://omni.test") as client:
-            yield client
-
-
-def routed_app(settings: Settings) -> FastAPI:
-    """The app without the fast path: every event goes through FastAPI's route."""
-    app = create_app(settings)
-    app.user_middleware = [m for m in app.user_middleware if m.cls is not ReceiverFastPath]
-    return app
-
-
-def comparable(response: httpx.Response) -> Exchange:
-    headers = [(k, v) for k, v in response.headers.multi_items() if k != "x-request-id"]
-    return response.status_code, headers, response.content
-
+from tests.omni.fast_paths import app_without, client_of, comparable
 
 Case = Callable[[OrgHandle, int], tuple[str | bytes, dict[str, str]]]
 
@@ -76,7 +51,10 @@ def too_large(org: OrgHandle, record: int) -> tuple[bytes, dict[str, str]]:
 
 @pytest.mark.parametrize("case", [applied, wrong_secret, unsigned, not_json, too_large])
 async def test_the_fast_path_answers_as_the_route_does(settings: Settings, case: Case) -> None:
-    async with client_of(create_app(settings)) as fast, client_of(routed_app(settings)) as routed:
+    async with (
+        client_of(create_app(settings)) as fast,
+        client_of(app_without(settings, ReceiverFastPath)) as routed,
+    ):
         org = await create_organization(fast, "company-a")
         body, headers = case(org, 1)
         by_route = await routed.post("/webhooks/crm", content=body, headers=headers)
