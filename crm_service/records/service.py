@@ -309,7 +309,8 @@ class RecordService(Generic[R]):
         ``guard`` nothing is written unless it gives a row (``GuardFailed``)."""
         table = self.model.__table__
         values["id"] = await blocks.next_id(run, table.name)
-        record: R = self.model(**one_statement.with_defaults(table, values))
+        values = one_statement.with_defaults(table, values)
+        record: R = one_statement.as_written(self.model, values)
         requested = list(dict.fromkeys([*(body.crm_lead_ids or []), *_present(body.contact_id)]))
         event_type = event_type_for(self.kind, Action.CREATE)
         rows: list[one_statement.OutboxValues] = []
