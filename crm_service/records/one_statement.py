@@ -205,9 +205,9 @@ def with_defaults(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
 def as_written(model: type[Any], row: Mapping[str, Any]) -> Any:
     """The ``model`` instance of ``row`` (every column's value, as :func:`with_defaults`
     gives them), as if loaded from the database: every column set, nothing pending.
-    The ORM's constructor costs more than the rest of a create's Python work together
-    (an instrumented ``__set__`` and a change event per column), and the record is
-    never added to a session, so it needs none of that."""
+    The ORM's constructor (an instrumented ``__set__`` and a change event per column)
+    was the largest single Python cost of a create, and the record is never added to a
+    session, so it needs none of that."""
     record = model._sa_class_manager.new_instance()
     record.__dict__.update({column.key: row.get(column.name) for column in model.__table__.columns})
     return record
