@@ -226,12 +226,11 @@ async def write_record(
     outbox: Sequence[OutboxValues],
     guard: Guard | None = None,
 ) -> Written:
-    """Insert the record row (``values`` include its ``id``), link ``contact_ids`` and
-    write the ``outbox`` rows, in one statement; with a ``guard``, only if it gives a row
-    (:class:`GuardFailed` if not, with nothing written)."""
-    row_values = with_defaults(table, values)
-    columns = tuple(name for name in (c.name for c in table.columns) if name in row_values)
-    params: dict[str, Any] = {name: row_values[name] for name in columns}
+    """Insert the record row (``values`` as :func:`with_defaults` gives them, its ``id``
+    included), link ``contact_ids`` and write the ``outbox`` rows, in one statement; with
+    a ``guard``, only if it gives a row (:class:`GuardFailed` if not, nothing written)."""
+    columns = tuple(name for name in (c.name for c in table.columns) if name in values)
+    params: dict[str, Any] = {name: values[name] for name in columns}
     params.update(contact_ids=list(contact_ids), event_type=event_type, record_kind=record_kind)
     for n, row in enumerate(outbox):
         params[f"outbox_webhook_id_{n}"] = row.webhook_id
