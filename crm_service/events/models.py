@@ -33,8 +33,8 @@ class OutboxStatus(StrEnum):
 class OutboxEvent(Base):
     __tablename__ = "outbox_events"
     __table_args__ = (
-        Index("ix_outbox_events_status_next_attempt_at", "status", "next_attempt_at"),
-        Index("ix_outbox_events_kind_status", "kind", "status"),
+        # The claim, the sweep and the deliveries list all filter by kind and status.
+        Index("ix_outbox_events_kind_status_next_attempt_at", "kind", "status", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
