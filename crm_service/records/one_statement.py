@@ -11,6 +11,9 @@ rolled-back insert's id always was.
 Foreign keys still hold: PostgreSQL checks them at the end of the statement, when the
 record row exists. Contacts that are not the team's are skipped by the ``SELECT`` (the
 same rule as :meth:`RecordService.link_contacts`); the statement returns the ones linked.
+The record is new, so none of its links can exist yet, and the ``SELECT`` gives each
+contact once: the links are a plain ``INSERT``, without the ``ON CONFLICT`` arbiter a
+re-link on update needs.
 
 A write may carry a :class:`Guard`, a ``SELECT`` the record row is made from: the deal
 create's fast path puts its remembered caller's lookup there, so the statement writes
@@ -160,8 +163,7 @@ def _statement(
             f"links AS (INSERT INTO {link_table} ({link_column}, contact_id)"  # noqa: S608
             " SELECT record.id, contacts.id FROM record JOIN contacts"
             " ON contacts.team_id = :team_id AND contacts.id = ANY(:contact_ids)"
-            f" ON CONFLICT ({link_column}, contact_id) DO UPDATE"
-            " SET contact_id = excluded.contact_id RETURNING contact_id)"
+            " RETURNING contact_id)"
         )
     for n in range(rows):
         parts.append(
@@ -187,18 +189,44 @@ def _statement(
     return statement
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """What a create needs of a table's columns, read once per table (walking
+    ``table.columns`` and their defaults on every create was a measurable share of it)."""
+
+    names: tuple[str, ...]  # every column, in table order
+    attributes: tuple[tuple[str, str], ...]  # (mapped attribute key, column name)
+    defaults: tuple[tuple[str, Any, bool], ...]  # (column, default's arg, whether to call it)
+
+
+_layouts: dict[Table, _Layout] = {}
+
+
+def _layout(table: Table) -> _Layout:
+    layout = _layouts.get(table)
+    if layout is None:
+        defaults = []
+        for column in table.columns:
+            default = column.default
+            if getattr(default, "is_scalar", False):
+                defaults.append((column.name, default.arg, False))  # type: ignore[union-attr]
+            elif getattr(default, "is_callable", False):
+                defaults.append((column.name, default.arg, True))  # type: ignore[union-attr]
+        layout = _layouts[table] = _Layout(
+            names=tuple(column.name for column in table.columns),
+            attributes=tuple((column.key, column.name) for column in table.columns),
+            defaults=tuple(defaults),
+        )
+    return layout
+
+
 def with_defaults(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
     """``values`` plus the Python-side scalar or callable default of every other column
     that has one (what the ORM would have filled in)."""
     complete = dict(values)
-    for column in table.columns:
-        if column.name in complete or column.default is None:
-            continue
-        default = column.default
-        if getattr(default, "is_scalar", False):
-            complete[column.name] = default.arg  # type: ignore[attr-defined]
-        elif getattr(default, "is_callable", False):
-            complete[column.name] = default.arg(None)  # type: ignore[attr-defined]
+    for name, arg, call in _layout(table).defaults:
+        if name not in complete:
+            complete[name] = arg(None) if call else arg
     return complete
 
 
@@ -209,7 +237,9 @@ def as_written(model: type[Any], row: Mapping[str, Any]) -> Any:
     was the largest single Python cost of a create, and the record is never added to a
     session, so it needs none of that."""
     record = model._sa_class_manager.new_instance()
-    record.__dict__.update({column.key: row.get(column.name) for column in model.__table__.columns})
+    record.__dict__.update(
+        {key: row.get(name) for key, name in _layout(model.__table__).attributes}
+    )
     return record
 
 
@@ -229,7 +259,7 @@ async def write_record(
     """Insert the record row (``values`` as :func:`with_defaults` gives them, its ``id``
     included), link ``contact_ids`` and write the ``outbox`` rows, in one statement; with
     a ``guard``, only if it gives a row (:class:`GuardFailed` if not, nothing written)."""
-    columns = tuple(name for name in (c.name for c in table.columns) if name in values)
+    columns = tuple(name for name in _layout(table).names if name in values)
     params: dict[str, Any] = {name: values[name] for name in columns}
     params.update(contact_ids=list(contact_ids), event_type=event_type, record_kind=record_kind)
     for n, row in enumerate(outbox):
