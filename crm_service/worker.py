@@ -509,4 +509,14 @@ def enqueue_outbox(items: Sequence[tuple[int, str]]) -> None:
             chunk = ids[start : start + MAX_BATCH]
             task = TASK_BY_KIND[kind] if len(chunk) == 1 else BATCH_TASK_BY_KIND[kind]
             args: list[Any] = [chunk[0]] if len(chunk) == 1 else [chunk]
-            celery_app.send_task(task, args=args, queue=QUEUE_BY_TASK[task], retry=False)
+            celery_app.send_task(
+                task,
+                args=args,
+                queue=QUEUE_BY_TASK[task],
+                retry=False,
+                # What Celery would write there (its saferepr of a list of ints under
+                # the size limit is the plain repr), without its recursive saferepr:
+                # that was nearly half the CPU of a publish (469 -> 264 us, 24 rows).
+                argsrepr=repr(args),
+                kwargsrepr="{}",
+            )

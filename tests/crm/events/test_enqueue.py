@@ -7,6 +7,7 @@ import base64
 import json
 
 import pytest
+from celery.utils.saferepr import saferepr
 from kombu.exceptions import OperationalError
 from redis import Redis
 
@@ -65,6 +66,31 @@ def test_a_large_hand_over_is_split_into_bounded_batches(
         len(args[0]) <= worker.MAX_BATCH for task, args in messages if task.endswith("webhooks")
     )
     assert len(messages) == 3  # 50 + 50 + the last one alone
+
+
+def test_the_messages_show_their_arguments_as_celery_would(
+    monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
+) -> None:
+    """The publish writes the arguments' repr itself; it is the one Celery's own saferepr
+    gives (what logs, events and monitors show for the task)."""
+    use_broker(monkeypatch, redis_server.url())
+    ids = [10**9 + n for n in range(worker.MAX_BATCH)]  # the longest a batch gets
+
+    worker.enqueue_outbox([(outbox_id, "webhook") for outbox_id in ids])
+    worker.enqueue_outbox([(7, "timeline_note")])
+
+    redis = Redis.from_url(redis_server.url())
+    headers = [
+        json.loads(raw)["headers"]
+        for queue in ("webhooks", "notes")
+        for raw in redis.lrange(queue, 0, -1)
+    ]
+    redis.close()
+    limit = worker.celery_app.amqp.argsrepr_maxsize
+    assert [(h["argsrepr"], h["kwargsrepr"]) for h in headers] == [
+        (saferepr([ids], limit), saferepr({}, limit)),
+        (saferepr([7], limit), saferepr({}, limit)),
+    ]
 
 
 def test_an_unreachable_broker_raises(monkeypatch: pytest.MonkeyPatch) -> None:
