@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -24,6 +24,7 @@ from shared_contracts.events import (
     TicketDeleteData,
     build_envelope,
     event_type_for,
+    format_timestamp,
     split_event_type,
 )
 
@@ -74,6 +75,38 @@ def test_the_envelope_is_type_timestamp_and_data_with_microsecond_utc_times() ->
     assert body["data"]["created_at"] == "2026-11-27T21:05:29.123456Z"
     assert body["data"]["size"] == 1500000.5
     assert body["data"]["stage"] == {"id": 1, "name": "New"}
+
+
+@pytest.mark.parametrize(
+    ("moment", "text"),
+    [
+        (CREATED, "2026-11-27T21:05:29.123456Z"),
+        (CREATED.replace(microsecond=0), "2026-11-27T21:05:29.000000Z"),  # always six digits
+        (CREATED.replace(tzinfo=None), "2026-11-27T21:05:29.123456Z"),  # naive is UTC
+        (
+            CREATED.astimezone(timezone(timedelta(hours=7))),  # another zone, same instant
+            "2026-11-27T21:05:29.123456Z",
+        ),
+        (datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC), "0999-01-02T03:04:05.000006Z"),
+    ],
+)
+def test_timestamps_are_rfc3339_utc_with_microseconds(moment: datetime, text: str) -> None:
+    assert format_timestamp(moment) == text
+
+
+def test_the_envelope_is_compact_utf8_json_of_the_dumped_payload() -> None:
+    """One pass over the payload gives the bytes a dump and ``json.dumps`` would."""
+    data = deal().model_copy(update={"name": 'Kopi "susu" — café ☕\n'})
+    expected = json.dumps(
+        {
+            "type": "qontak.crm.deal.update",
+            "timestamp": "2026-11-27T21:05:29.123456Z",
+            "data": data.model_dump(mode="json"),
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    assert build_envelope(EventType.DEAL_UPDATE, data, at=CREATED) == expected
 
 
 def test_the_envelope_parses_back_to_the_payload_of_its_type() -> None:
