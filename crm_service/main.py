@@ -28,6 +28,7 @@ from crm_service.tickets.router import router as tickets_router
 from crm_service.timeline.router import router as timeline_router
 from service_kit.database import libpq_dsn
 from service_kit.edge import install_request_edge
+from service_kit.garbage_collection import settle_after_startup, unsettle
 from service_kit.held_connections import HeldConnections
 from service_kit.metrics import exposition
 from service_kit.openapi import install_error_docs
@@ -82,8 +83,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             app.state.enqueue_outbox = enqueue_outbox
         try:
+            settle_after_startup()
             yield
         finally:
+            unsettle()
             dispatcher = getattr(app.state, "outbox_dispatcher", None)
             if dispatcher is not None:
                 await dispatcher.close()

@@ -28,6 +28,7 @@ from omni_service.rooms.fast_path import HistoryFastPath
 from omni_service.rooms.router import router as rooms_router
 from omni_service.settings import Settings, get_settings
 from service_kit.edge import install_request_edge
+from service_kit.garbage_collection import settle_after_startup, unsettle
 from service_kit.logs import configure_logging
 from service_kit.openapi import install_error_docs
 from service_kit.pages import KIT_STATIC_PATH, kit_static_files
@@ -62,8 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.receiver_database = ReceiverDatabase.of(engine, app.state.session_factory)
         app.state.change_feed.start()
         try:
+            settle_after_startup()
             yield
         finally:
+            unsettle()
             await app.state.change_feed.close()
             await app.state.receiver_database.close()
             await engine.dispose()
