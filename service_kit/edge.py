@@ -38,13 +38,13 @@ import weakref
 from collections.abc import Iterable
 from time import perf_counter
 from typing import Any
-from uuid import uuid4
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram, Summary
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service_kit.ids import uuid4_hex
 from service_kit.logs import REQUEST_ID, valid_request_id
 from service_kit.metrics import METRICS_PATH
 from service_kit.request_guard import (
@@ -349,11 +349,11 @@ def _identify(scope: Scope, caller_id: bytes | None) -> bytes:
         if valid_request_id(caller_id):
             REQUEST_ID.set(caller_id.decode("ascii"))
             return caller_id
-        generated = uuid4().hex
+        generated = uuid4_hex()
         REQUEST_ID.set(generated)
         logger.warning(FAILED_VALIDATION_MESSAGE, generated)
     else:
-        generated = uuid4().hex
+        generated = uuid4_hex()
         REQUEST_ID.set(generated)
     raw = generated.encode("ascii")
     headers: list[tuple[bytes, bytes]] = []

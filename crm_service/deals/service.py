@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy import select
@@ -12,6 +11,7 @@ from crm_service.errors import NotFound
 from crm_service.pipelines.models import Pipeline, Stage
 from crm_service.pipelines.service import pipeline_service
 from crm_service.records.service import RecordContext, RecordService
+from service_kit.ids import uuid4_hex
 from shared_contracts.events import DealData, DealDeleteData, NamedRef, RecordKind
 
 
@@ -51,7 +51,7 @@ class DealService(RecordService[Deal]):
     def deal_fields(body: DealCreate, pipeline: Pipeline, stage: Stage) -> dict[str, Any]:
         """The columns of a new deal beyond those every record has."""
         return {
-            "slug": uuid.uuid4().hex,
+            "slug": uuid4_hex(),
             "pipeline_id": pipeline.id,
             "stage_id": stage.id,
             "size": body.size,

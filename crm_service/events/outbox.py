@@ -8,7 +8,6 @@ that work on them (webhook delivery, timeline note) take a row with the same cla
 from __future__ import annotations
 
 import functools
-import uuid
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -19,6 +18,7 @@ from crm_service.database import UTCDateTime
 from crm_service.events.dispatch import remember_for_dispatch
 from crm_service.events.models import OutboxEvent, OutboxStatus
 from crm_service.teams.features import BOT_AI_CREATION_PARITY, FlagCache, is_enabled
+from service_kit.ids import uuid4_hex
 from shared_contracts.events import Action, Payload, RecordKind, build_envelope, event_type_for
 
 WEBHOOK = "webhook"
@@ -33,7 +33,7 @@ class EmittingRecord(Protocol):
 
 
 def new_webhook_id() -> str:
-    return f"msg_{uuid.uuid4().hex}"
+    return f"msg_{uuid4_hex()}"
 
 
 def bot_record_in_room(record: EmittingRecord) -> bool:
