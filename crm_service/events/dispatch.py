@@ -88,6 +88,19 @@ class OutboxDispatcher:
     async def dispatch(self, items: Sequence[OutboxItem]) -> None:
         """Queue ``items`` for the next publish of their kind; returns once it has been
         tried (a request's background task: the response has been sent by then)."""
+        tried = self._queue(items, wait=True)
+        if tried:
+            await asyncio.shield(asyncio.gather(*tried))
+
+    def hand_over(self, items: Sequence[OutboxItem]) -> None:
+        """Queue ``items`` for the next publish of their kind and return at once: what
+        the deal create's fast path calls once its response is sent. Nothing waits on
+        the publish; :meth:`idle` and :meth:`close` still see it through."""
+        self._queue(items, wait=False)
+
+    def _queue(self, items: Sequence[OutboxItem], *, wait: bool) -> list[asyncio.Future[None]]:
+        """Add ``items`` to their kinds' lanes (each started if idle); with ``wait``, the
+        futures done once each lane's next publish has been tried."""
         by_kind: dict[str, list[OutboxItem]] = {}
         for item in items:
             by_kind.setdefault(item[1], []).append(item)
@@ -104,13 +117,19 @@ class OutboxDispatcher:
                 )
                 continue
             lane.waiting.extend(rows)
-            done: asyncio.Future[None] = loop.create_future()
-            lane.waiters.append(done)
-            tried.append(done)
+            if wait:
+                done: asyncio.Future[None] = loop.create_future()
+                lane.waiters.append(done)
+                tried.append(done)
             if lane.publisher is None:
                 lane.publisher = loop.create_task(self._publish_waiting(lane))
-        if tried:
-            await asyncio.shield(asyncio.gather(*tried))
+        return tried
+
+    async def idle(self) -> None:
+        """Return once every row queued so far has been tried (and whatever was queued
+        while waiting for that)."""
+        while publishers := [lane.publisher for lane in self._lanes.values() if lane.publisher]:
+            await asyncio.wait(publishers)
 
     async def _publish_waiting(self, lane: _Lane) -> None:
         loop = asyncio.get_running_loop()

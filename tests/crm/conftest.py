@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from crm_service.events.dispatch import dispatcher_of
 from crm_service.main import create_app
 from crm_service.models import Base
 from crm_service.settings import Settings
@@ -30,6 +31,17 @@ class EnqueueRecorder:
 
     def __call__(self, items: list[tuple[int, str]]) -> None:
         self.items.extend(items)
+
+
+class DispatchingTransport(httpx.ASGITransport):
+    """The app in process. Each exchange ends once the outbox rows it handed to the app's
+    dispatcher have been tried, so a test sees them in :class:`EnqueueRecorder` when its
+    request returns (the deal create's fast path hands them over and returns at once)."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        await dispatcher_of(self.app).idle()
+        return response
 
 
 @dataclass
@@ -117,7 +129,7 @@ async def crm_app(settings: Settings, enqueued: EnqueueRecorder) -> AsyncIterato
 
 @pytest.fixture
 async def client(crm_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=crm_app)
+    transport = DispatchingTransport(app=crm_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://crm.test") as client:
         yield client
 
@@ -167,7 +179,7 @@ async def running_client(
     app = create_app(settings)
     app.state.enqueue_outbox = enqueued if enqueued is not None else EnqueueRecorder()
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = DispatchingTransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://crm.test") as client:
             yield client
 

@@ -21,6 +21,7 @@ from crm_service.main import create_app
 from crm_service.metrics import API_REGISTRY
 from crm_service.settings import Settings
 from tests.crm.conftest import (
+    DispatchingTransport,
     EnqueueRecorder,
     TeamHandle,
     create_contact,
@@ -47,7 +48,7 @@ async def running(app: FastAPI) -> AsyncIterator[Running]:
     enqueued = EnqueueRecorder()
     app.state.enqueue_outbox = enqueued
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = DispatchingTransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://crm.test") as client:
             yield Running(app, client, enqueued)
 

@@ -82,6 +82,31 @@ async def test_each_kind_keeps_its_own_interval() -> None:
     waiting_note.cancel()
 
 
+async def test_a_hand_over_returns_at_once_and_travels_with_the_lanes_next_publish() -> None:
+    broker = Broker()
+    dispatcher = dispatcher_for(broker, timeline_note=0.3, webhook=0.0)
+    await dispatcher.dispatch([(1, "timeline_note")])  # the notes' interval starts
+
+    dispatcher.hand_over([(2, "webhook"), (3, "timeline_note")])
+    dispatcher.hand_over([(4, "timeline_note")])
+    assert broker.publishes == [[(1, "timeline_note")]]  # nothing waited for a publish
+
+    async with asyncio.timeout(5):
+        await dispatcher.idle()
+    assert broker.publishes == [
+        [(1, "timeline_note")],
+        [(2, "webhook")],
+        [(3, "timeline_note"), (4, "timeline_note")],  # after the interval, together
+    ]
+    await dispatcher.close()
+
+
+async def test_idle_returns_at_once_when_nothing_is_queued() -> None:
+    dispatcher = dispatcher_for(Broker(), webhook=LONG)
+    async with asyncio.timeout(1):
+        await dispatcher.idle()
+
+
 async def test_close_publishes_what_still_waits_for_its_interval() -> None:
     broker = Broker()
     dispatcher = dispatcher_for(broker, timeline_note=0.3)
