@@ -140,4 +140,3 @@ def build_envelope(event_type: EventType, data: Payload, *, at: datetime | None 
     pass (a dump to Python objects and a ``json.dumps`` of them took 60 % longer)."""
     timestamp = format_timestamp(at or datetime.now(UTC))
     return f'{{"type":"{event_type}","timestamp":"{timestamp}","data":{data.model_dump_json()}}}'
-
