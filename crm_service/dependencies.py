@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import BackgroundTasks, Depends, Request
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_service.database import run_after_commit
-from crm_service.events.dispatch import pending_outbox_ids, schedule_dispatch
+from crm_service.events.dispatch import dispatcher_of, pending_outbox_ids
 from crm_service.settings import Settings
 
 
@@ -20,11 +20,11 @@ async def get_settings_from_app(request: Request) -> Settings:
     return settings
 
 
-async def get_session(request: Request, background: BackgroundTasks) -> AsyncIterator[AsyncSession]:
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's one transaction: commit once when the endpoint returns (before the
     response is sent), roll back on any error. Outbox rows written in it are handed to
-    the broker only after the commit, and after the response (a slow or absent broker
-    never delays or fails the caller; the outbox sweep catches up)."""
+    the app's dispatcher only after the commit, which returns at once (a slow or absent
+    broker never delays or fails the caller; the outbox sweep catches up)."""
     async with request.app.state.session_factory() as session:
         if writes_in_one_statement(request) and session.get_bind().dialect.name == "postgresql":
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
@@ -37,7 +37,7 @@ async def get_session(request: Request, background: BackgroundTasks) -> AsyncIte
         await run_after_commit(session)
         outbox_ids = pending_outbox_ids(session)
         if outbox_ids:
-            schedule_dispatch(request.app, background, outbox_ids)
+            dispatcher_of(request.app).hand_over(outbox_ids)
 
 
 ONE_STATEMENT = "writes_in_one_statement"

@@ -22,10 +22,8 @@ layer does the same work without them:
   nothing, the caller is read again and the create made with what it now is: a change
   shows on the very next create, on every process, as when every create read it;
 - the answer is the route's: the same ``DealRead`` as JSON, 201, the same headers, the
-  outbox rows handed to the dispatcher once it is sent, the created-record metric. The
-  hand-over returns at once (``OutboxDispatcher.hand_over``); the route's background
-  task instead waits for the publish to be tried, which costs a create its futures and a
-  wake-up, and holds the request open up to the notes' publish interval.
+  outbox rows handed to the dispatcher once committed (``OutboxDispatcher.hand_over``,
+  which returns at once), the created-record metric.
 
 Anything else goes to the route with the body as it came, and the route answers it as
 always: a missing, malformed, unknown or expired token (401), a body that is not a JSON
@@ -65,8 +63,6 @@ PLACEMENT_FIELDS = ("crm_pipeline_id", "crm_stage_id", "crm_pipeline_name", "crm
 # Tokens whose caller is remembered; beyond that the oldest is forgotten (a forgotten
 # caller costs its next create one more round trip, nothing else).
 MAX_CALLERS = 1024
-# Where a create leaves its outbox rows in the scope, for the dispatcher once answered.
-_OUTBOX_ROWS = "crm.outbox_rows"
 
 
 class DealCreateFastPath:
@@ -98,11 +94,6 @@ class DealCreateFastPath:
             return
         scope["route"] = self.route  # what the metrics label a request by
         await response(scope, receive, send)
-        outbox_rows: list[tuple[int, str]] = scope.pop(_OUTBOX_ROWS, None) or []
-        if outbox_rows:
-            # Once the answer is out, as the route's background task would, but without
-            # holding the request open until the publish has been tried.
-            dispatcher_of(scope["app"]).hand_over(outbox_rows)
 
     async def _create(self, scope: Scope, held: HeldConnections, raw: bytes) -> Response | None:
         token = _fast_path_token(scope["headers"])
@@ -165,9 +156,10 @@ class DealCreateFastPath:
             emits=emits,
             guard=guard,
         )
+        if outbox_rows:  # committed: the statement autocommits, as the route's session does
+            dispatcher_of(app).hand_over(outbox_rows)
         count_record_created(str(deal_service.kind), deal.creator_flag)
         read = deal_service.read(context, deal, pipeline, stage, contact_ids)
-        scope[_OUTBOX_ROWS] = outbox_rows
         return Response(read.model_dump_json(), status_code=201, media_type="application/json")
 
 

@@ -1,11 +1,11 @@
 """Handing committed outbox rows to the broker.
 
 Rows are collected on the session while the request writes them; after the commit the
-request hands them to its app's :class:`OutboxDispatcher`, which publishes them to Celery
-from one thread of its own, in batches: every row of a kind committed while a publish is
-under way, or within the kind's publish interval, goes out with the next one. A request
-never makes a thread hop or a broker round trip of its own, and under load one publish
-carries many rows.
+request hands them to its app's :class:`OutboxDispatcher` and goes on without waiting.
+The dispatcher publishes them to Celery from one thread of its own, in batches: every row
+of a kind committed while a publish is under way, or within the kind's publish interval,
+goes out with the next one. A request never makes a thread hop or a broker round trip of
+its own, never waits on one, and under load one publish carries many rows.
 
 If the broker is down the publish fails quietly (logged) and the periodic outbox sweep
 re-enqueues the rows later: the event is already committed, so nothing is lost. For the
@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import BackgroundTasks
 from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger(__name__)
@@ -58,11 +57,10 @@ PUBLISH_INTERVAL_SECONDS = {"webhook": 0.02, "timeline_note": 0.1}
 
 @dataclass
 class _Lane:
-    """The rows of one kind waiting for their publish, and who waits for it."""
+    """The rows of one kind waiting for their publish."""
 
     interval: float
     waiting: list[OutboxItem] = field(default_factory=list)
-    waiters: list[asyncio.Future[None]] = field(default_factory=list)
     publisher: asyncio.Task[None] | None = None
     last_publish: float = -math.inf
 
@@ -85,27 +83,13 @@ class OutboxDispatcher:
         self._lanes: dict[str, _Lane] = {}
         self._executor: ThreadPoolExecutor | None = None
 
-    async def dispatch(self, items: Sequence[OutboxItem]) -> None:
-        """Queue ``items`` for the next publish of their kind; returns once it has been
-        tried (a request's background task: the response has been sent by then)."""
-        tried = self._queue(items, wait=True)
-        if tried:
-            await asyncio.shield(asyncio.gather(*tried))
-
     def hand_over(self, items: Sequence[OutboxItem]) -> None:
-        """Queue ``items`` for the next publish of their kind and return at once: what
-        the deal create's fast path calls once its response is sent. Nothing waits on
-        the publish; :meth:`idle` and :meth:`close` still see it through."""
-        self._queue(items, wait=False)
-
-    def _queue(self, items: Sequence[OutboxItem], *, wait: bool) -> list[asyncio.Future[None]]:
-        """Add ``items`` to their kinds' lanes (each started if idle); with ``wait``, the
-        futures done once each lane's next publish has been tried."""
+        """Queue ``items`` for the next publish of their kind (each lane started if idle)
+        and return at once: nothing a request does waits on the broker. :meth:`idle` and
+        :meth:`close` see the publishes through."""
         by_kind: dict[str, list[OutboxItem]] = {}
         for item in items:
             by_kind.setdefault(item[1], []).append(item)
-        loop = asyncio.get_running_loop()
-        tried: list[asyncio.Future[None]] = []
         for kind, rows in by_kind.items():
             lane = self._lanes.get(kind)
             if lane is None:
@@ -117,13 +101,8 @@ class OutboxDispatcher:
                 )
                 continue
             lane.waiting.extend(rows)
-            if wait:
-                done: asyncio.Future[None] = loop.create_future()
-                lane.waiters.append(done)
-                tried.append(done)
             if lane.publisher is None:
-                lane.publisher = loop.create_task(self._publish_waiting(lane))
-        return tried
+                lane.publisher = asyncio.get_running_loop().create_task(self._publish_waiting(lane))
 
     async def idle(self) -> None:
         """Return once every row queued so far has been tried (and whatever was queued
@@ -139,25 +118,20 @@ class OutboxDispatcher:
                 if pause > 0:
                     await asyncio.sleep(pause)
                 items, lane.waiting = lane.waiting, []
-                waiters, lane.waiters = lane.waiters, []
                 lane.last_publish = loop.time()
-                try:
-                    enqueue = self._enqueue()
-                    if enqueue is not None:
-                        if self._executor is None:
-                            self._executor = ThreadPoolExecutor(
-                                max_workers=1, thread_name_prefix="outbox-dispatch"
-                            )
-                        await loop.run_in_executor(self._executor, _enqueue_quietly, enqueue, items)
-                finally:
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_result(None)
+                enqueue = self._enqueue()
+                if enqueue is not None:
+                    if self._executor is None:
+                        self._executor = ThreadPoolExecutor(
+                            max_workers=1, thread_name_prefix="outbox-dispatch"
+                        )
+                    await loop.run_in_executor(self._executor, _enqueue_quietly, enqueue, items)
         finally:
             lane.publisher = None
 
     async def close(self) -> None:
-        """Finish the publishes under way and what waits for them (bounded), then stop."""
+        """Finish the publishes under way and the rows waiting for them (bounded), then
+        stop."""
         publishers = [lane.publisher for lane in self._lanes.values() if lane.publisher]
         if publishers:
             try:
@@ -178,12 +152,6 @@ def dispatcher_of(app: Any) -> OutboxDispatcher:
             lambda: getattr(app.state, "enqueue_outbox", None)
         )
     return dispatcher
-
-
-def schedule_dispatch(
-    app: Any, background: BackgroundTasks, outbox_ids: Sequence[OutboxItem]
-) -> None:
-    background.add_task(dispatcher_of(app).dispatch, list(outbox_ids))
 
 
 def _enqueue_quietly(enqueue: Enqueue, outbox_ids: list[OutboxItem]) -> None:

@@ -1,6 +1,7 @@
-"""The API's outbox dispatcher (``events/dispatch.py``): rows published from one thread,
-a lone row at once, the rows of a kind that come within its publish interval together,
-each kind on its own schedule, failures quiet and a full backlog bounded."""
+"""The API's outbox dispatcher (``events/dispatch.py``): a hand-over that returns at once,
+rows published from one thread, a lone row at once, the rows of a kind that come within
+its publish interval together, each kind on its own schedule, failures quiet and a full
+backlog bounded."""
 
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ def dispatcher_for(broker: Broker, **intervals: float) -> OutboxDispatcher:
 async def test_a_lone_row_is_published_at_once_from_the_dispatch_thread() -> None:
     broker = Broker()
     dispatcher = dispatcher_for(broker, timeline_note=LONG)
+    dispatcher.hand_over([(1, "timeline_note")])
     async with asyncio.timeout(5):
-        await dispatcher.dispatch([(1, "timeline_note")])
+        await dispatcher.idle()
     await dispatcher.close()
 
     assert broker.publishes == [[(1, "timeline_note")]]
@@ -52,11 +54,12 @@ async def test_a_lone_row_is_published_at_once_from_the_dispatch_thread() -> Non
 async def test_rows_of_a_kind_within_its_interval_travel_in_the_next_publish() -> None:
     broker = Broker()
     dispatcher = dispatcher_for(broker, timeline_note=1.0)
-    await dispatcher.dispatch([(1, "timeline_note")])
-    second = asyncio.create_task(dispatcher.dispatch([(2, "timeline_note")]))
+    dispatcher.hand_over([(1, "timeline_note")])
+    await dispatcher.idle()
+    dispatcher.hand_over([(2, "timeline_note")])
     await asyncio.sleep(0.05)  # row 2 waits out the interval; rows 3 and 4 join it
-    await dispatcher.dispatch([(3, "timeline_note"), (4, "timeline_note")])
-    await second
+    dispatcher.hand_over([(3, "timeline_note"), (4, "timeline_note")])
+    await dispatcher.idle()
     await dispatcher.close()
 
     assert broker.publishes == [
@@ -68,24 +71,31 @@ async def test_rows_of_a_kind_within_its_interval_travel_in_the_next_publish() -
 async def test_each_kind_keeps_its_own_interval() -> None:
     broker = Broker()
     dispatcher = dispatcher_for(broker, timeline_note=LONG, webhook=0.0)
-    await dispatcher.dispatch([(1, "webhook"), (2, "timeline_note")])
-    waiting_note = asyncio.create_task(dispatcher.dispatch([(4, "timeline_note")]))
+    dispatcher.hand_over([(1, "webhook"), (2, "timeline_note")])
+    await dispatcher.idle()
+    dispatcher.hand_over([(4, "timeline_note")])
+    dispatcher.hand_over([(3, "webhook")])
+    webhook_publisher = dispatcher._lanes["webhook"].publisher
+    assert webhook_publisher is not None
     async with asyncio.timeout(5):  # the webhook does not wait for the note's interval
-        await dispatcher.dispatch([(3, "webhook")])
+        await webhook_publisher
 
     assert sorted(map(sorted, broker.publishes)) == [
         [(1, "webhook")],
         [(2, "timeline_note")],
         [(3, "webhook")],
     ]
-    assert not waiting_note.done()
-    waiting_note.cancel()
+    note_lane = dispatcher._lanes["timeline_note"]
+    assert note_lane.waiting == [(4, "timeline_note")]  # still waiting out its interval
+    assert note_lane.publisher is not None
+    note_lane.publisher.cancel()
 
 
 async def test_a_hand_over_returns_at_once_and_travels_with_the_lanes_next_publish() -> None:
     broker = Broker()
     dispatcher = dispatcher_for(broker, timeline_note=0.3, webhook=0.0)
-    await dispatcher.dispatch([(1, "timeline_note")])  # the notes' interval starts
+    dispatcher.hand_over([(1, "timeline_note")])  # the notes' interval starts
+    await dispatcher.idle()
 
     dispatcher.hand_over([(2, "webhook"), (3, "timeline_note")])
     dispatcher.hand_over([(4, "timeline_note")])
@@ -110,14 +120,15 @@ async def test_idle_returns_at_once_when_nothing_is_queued() -> None:
 async def test_close_publishes_what_still_waits_for_its_interval() -> None:
     broker = Broker()
     dispatcher = dispatcher_for(broker, timeline_note=0.3)
-    await dispatcher.dispatch([(1, "timeline_note")])
-    waiting = asyncio.create_task(dispatcher.dispatch([(2, "timeline_note")]))
+    dispatcher.hand_over([(1, "timeline_note")])
+    await dispatcher.idle()
+    dispatcher.hand_over([(2, "timeline_note")])
     await asyncio.sleep(0)  # queued, waiting for the interval
     async with asyncio.timeout(5):
         await dispatcher.close()
 
     assert broker.publishes == [[(1, "timeline_note")], [(2, "timeline_note")]]
-    assert waiting.done()
+    assert not dispatcher._lanes["timeline_note"].waiting
 
 
 async def test_a_failed_publish_is_logged_and_the_request_goes_on(
@@ -127,9 +138,11 @@ async def test_a_failed_publish_is_logged_and_the_request_goes_on(
     broker.down = True
     dispatcher = dispatcher_for(broker)
     with caplog.at_level(logging.WARNING, logger="crm_service.events.dispatch"):
-        await dispatcher.dispatch([(1, "webhook")])
+        dispatcher.hand_over([(1, "webhook")])
+        await dispatcher.idle()
     broker.down = False
-    await dispatcher.dispatch([(2, "webhook")])
+    dispatcher.hand_over([(2, "webhook")])
+    await dispatcher.idle()
     await dispatcher.close()
 
     assert "outbox enqueue failed; the sweep will retry" in caplog.text
@@ -141,12 +154,12 @@ async def test_a_full_backlog_leaves_the_rows_to_the_sweep(
 ) -> None:
     broker = Broker()
     dispatcher = OutboxDispatcher(lambda: broker, max_waiting=2, intervals={"webhook": 0.2})
-    await dispatcher.dispatch([(1, "webhook")])
+    dispatcher.hand_over([(1, "webhook")])
+    await dispatcher.idle()
     with caplog.at_level(logging.WARNING, logger="crm_service.events.dispatch"):
-        await asyncio.gather(
-            dispatcher.dispatch([(2, "webhook"), (3, "webhook")]),
-            dispatcher.dispatch([(4, "webhook")]),  # past the bound: dropped
-        )
+        dispatcher.hand_over([(2, "webhook"), (3, "webhook")])
+        dispatcher.hand_over([(4, "webhook")])  # past the bound: dropped
+        await dispatcher.idle()
     await dispatcher.close()
 
     assert "outbox dispatch backlog full" in caplog.text
