@@ -194,8 +194,7 @@ class _Layout:
     """What a create needs of a table's columns, read once per table (walking
     ``table.columns`` and their defaults on every create was a measurable share of it)."""
 
-    names: tuple[str, ...]  # every column, in table order
-    attributes: tuple[tuple[str, str], ...]  # (mapped attribute key, column name)
+    attributes: tuple[tuple[str, str], ...]  # (mapped attribute key, column name), in order
     defaults: tuple[tuple[str, Any, bool], ...]  # (column, default's arg, whether to call it)
 
 
@@ -213,7 +212,6 @@ def _layout(table: Table) -> _Layout:
             elif getattr(default, "is_callable", False):
                 defaults.append((column.name, default.arg, True))  # type: ignore[union-attr]
         layout = _layouts[table] = _Layout(
-            names=tuple(column.name for column in table.columns),
             attributes=tuple((column.key, column.name) for column in table.columns),
             defaults=tuple(defaults),
         )
@@ -259,7 +257,7 @@ async def write_record(
     """Insert the record row (``values`` as :func:`with_defaults` gives them, its ``id``
     included), link ``contact_ids`` and write the ``outbox`` rows, in one statement; with
     a ``guard``, only if it gives a row (:class:`GuardFailed` if not, nothing written)."""
-    columns = tuple(name for name in _layout(table).names if name in values)
+    columns = tuple(name for _, name in _layout(table).attributes if name in values)
     params: dict[str, Any] = {name: values[name] for name in columns}
     params.update(contact_ids=list(contact_ids), event_type=event_type, record_kind=record_kind)
     for n, row in enumerate(outbox):
