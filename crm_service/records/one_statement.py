@@ -40,24 +40,23 @@ from service_kit.held_connections import HeldConnections, HeldStatement
 ID_BLOCK = 64
 
 
-RunOne = Callable[[TextClause, dict[str, Any]], Awaitable[Sequence[Any]]]
-"""Runs one statement and returns its one row: in a request's session
+RunOne = Callable[[TextClause, dict[str, Any]], Awaitable[Sequence[Any] | None]]
+"""Runs one statement and returns its first row (None if it gave none): in a request's session
 (:func:`in_session`), or on the API's held connections (:func:`on_held`, the deal
 create's fast path)."""
 
 
 def in_session(session: AsyncSession) -> RunOne:
-    async def run(statement: TextClause, params: dict[str, Any]) -> Sequence[Any]:
-        return (await session.execute(statement, params)).one()
+    async def run(statement: TextClause, params: dict[str, Any]) -> Sequence[Any] | None:
+        return (await session.execute(statement, params)).first()
 
     return run
 
 
 def on_held(held: HeldConnections) -> RunOne:
-    async def run(statement: TextClause, params: dict[str, Any]) -> Sequence[Any]:
+    async def run(statement: TextClause, params: dict[str, Any]) -> Sequence[Any] | None:
         compiled = HeldStatement.of(statement)
         row: Sequence[Any] | None = await held.fetchrow(compiled.sql, *compiled.args(params))
-        assert row is not None, "the statement returns one row"
         return row
 
     return run
@@ -81,7 +80,9 @@ class IdBlocks:
         if not free:
             async with self._lock:
                 if not free:
-                    (ids,) = await run(_TAKE_IDS, {"table": table, "count": ID_BLOCK})
+                    row = await run(_TAKE_IDS, {"table": table, "count": ID_BLOCK})
+                    assert row is not None, "the statement returns one row"
+                    (ids,) = row
                     free.extend(sorted(ids))
         return free.popleft()
 
@@ -107,7 +108,7 @@ class OutboxValues:
 @dataclass(frozen=True)
 class Written:
     contact_ids: list[int]
-    outbox: list[tuple[int, str]]  # (outbox row id, kind), in insert order
+    outbox: list[tuple[int, str]]  # (outbox row id, kind), in the order given
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ def _statement(
     it (inserted once per guard row: one or none); the links and each outbox row are
     then made ``FROM`` the record row inserted, so a guard that gives no row writes
     nothing at all. Every value is a bound parameter, typed by the column it goes into.
-    The last column says whether the record was written."""
+    Its one row is the contact ids linked, then each outbox row's id; a guard that
+    gave no row makes it return none."""
     key = (table.name, columns, link_table, link_column, links, rows, guard)
     statement = _statements.get(key)
     if statement is not None:
@@ -173,18 +175,10 @@ def _statement(
             " 'pending', 0, :created_at, :created_at FROM record RETURNING id, kind)"
         )
     linked = "ARRAY(SELECT contact_id FROM links)" if links else "ARRAY[]::integer[]"
-    written = " UNION ALL ".join(f"SELECT id, kind FROM outbox_{n}" for n in range(rows))  # noqa: S608
-    outbox_ids, outbox_kinds = (
-        (
-            f"ARRAY(SELECT id FROM ({written}) AS outbox ORDER BY id)",  # noqa: S608
-            f"ARRAY(SELECT kind FROM ({written}) AS outbox ORDER BY id)",  # noqa: S608
-        )
-        if rows
-        else ("ARRAY[]::integer[]", "ARRAY[]::varchar[]")
-    )
+    outbox_ids = "".join(f", outbox_{n}.id" for n in range(rows))
+    sources = "".join(f", outbox_{n}" for n in range(rows))
     statement = _statements[key] = text(
-        f"WITH {', '.join(parts)}"  # noqa: S608
-        f" SELECT {linked}, {outbox_ids}, {outbox_kinds}, EXISTS (SELECT FROM record)"
+        f"WITH {', '.join(parts)} SELECT {linked}{outbox_ids} FROM record{sources}"  # noqa: S608
     )
     return statement
 
@@ -277,9 +271,13 @@ async def write_record(
         len(outbox),
         None if guard is None else guard.sql,
     )
-    linked, outbox_ids, outbox_kinds, written = await run(statement, params)
-    if not written:
+    row = await run(statement, params)
+    if row is None:
         raise GuardFailed
+    linked, *outbox_ids = row
     return Written(
-        contact_ids=list(linked), outbox=list(zip(outbox_ids, outbox_kinds, strict=True))
+        contact_ids=list(linked),
+        outbox=[
+            (outbox_id, values.kind) for outbox_id, values in zip(outbox_ids, outbox, strict=True)
+        ],
     )
