@@ -39,7 +39,10 @@ class OutboxEvent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     webhook_id: Mapped[str] = mapped_column(String(64), unique=True)
-    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    # No foreign key: every row is written with a record whose own key checks the team,
+    # and a team's delete takes its rows with it by the ``outbox_events_of_deleted_team``
+    # trigger (migration 0003), as ``ON DELETE CASCADE`` did.
+    team_id: Mapped[int] = mapped_column(Integer, index=True)
     kind: Mapped[str] = mapped_column(String(20))
     event_type: Mapped[str] = mapped_column(String(64))
     record_kind: Mapped[str] = mapped_column(String(10))

@@ -1,0 +1,84 @@
+"""A deleted team takes its outbox rows (and their delivery attempts) with it, on
+PostgreSQL and on SQLite: the ``outbox_events_of_deleted_team`` trigger does what the
+rows' ``ON DELETE CASCADE`` key to ``teams`` did before migration 0003."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.crm.conftest import (
+    TeamHandle,
+    create_deal,
+    create_team,
+    crm_settings,
+    enable_parity,
+    execute,
+    fetch_rows,
+    running_client,
+)
+from tests.support.databases import migrate
+
+BOT_DEAL = {"channel_integration_room_id": "room-1", "creator_flag": "bot"}
+
+
+async def _two_teams_with_events(client: httpx.AsyncClient) -> tuple[TeamHandle, TeamHandle]:
+    doomed = await create_team(client, external_company_id="company-doomed", name="Doomed")
+    kept = await create_team(client, external_company_id="company-kept", name="Kept")
+    for team in (doomed, kept):
+        await enable_parity(client, team)
+        await create_deal(client, team, **BOT_DEAL)
+    return doomed, kept
+
+
+ATTEMPT = (
+    "INSERT INTO delivery_attempts (outbox_event_id, status_code, latency_ms, created_at)"
+    " SELECT id, 500, 1, created_at FROM outbox_events"
+)
+OUTBOX_TEAMS = "SELECT team_id FROM outbox_events ORDER BY id"
+ATTEMPT_TEAMS = (
+    "SELECT outbox_events.team_id FROM delivery_attempts"
+    " JOIN outbox_events ON outbox_events.id = delivery_attempts.outbox_event_id"
+)
+
+
+async def test_deleting_a_team_deletes_its_outbox_rows_on_postgresql(
+    client: httpx.AsyncClient, db: AsyncEngine
+) -> None:
+    doomed, kept = await _two_teams_with_events(client)
+    await execute(db, ATTEMPT)
+    teams = [row["team_id"] for row in await fetch_rows(db, OUTBOX_TEAMS)]
+    assert sorted(set(teams)) == sorted({doomed.id, kept.id}) and len(teams) == 4
+
+    await execute(db, "DELETE FROM teams WHERE id = :id", id=doomed.id)
+
+    assert [row["team_id"] for row in await fetch_rows(db, OUTBOX_TEAMS)] == [kept.id] * 2
+    assert await fetch_rows(db, "SELECT count(*) AS n FROM delivery_attempts") == [{"n": 2}]
+    assert {row["team_id"] for row in await fetch_rows(db, ATTEMPT_TEAMS)} == {kept.id}
+
+
+@pytest.fixture
+def sqlite_file(tmp_path: Path) -> Path:
+    path = tmp_path / "crm.db"
+    migrate("crm", f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+async def test_deleting_a_team_deletes_its_outbox_rows_on_sqlite(sqlite_file: Path) -> None:
+    path = sqlite_file
+    async with running_client(crm_settings(f"sqlite+aiosqlite:///{path}")) as client:
+        doomed, kept = await _two_teams_with_events(client)
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA foreign_keys = ON")  # the attempts' own cascade, as the app
+        connection.execute(ATTEMPT)
+        assert len(connection.execute(OUTBOX_TEAMS).fetchall()) == 4
+        connection.execute("DELETE FROM teams WHERE id = ?", (doomed.id,))
+        connection.commit()
+        assert connection.execute(OUTBOX_TEAMS).fetchall() == [(kept.id,)] * 2
+        assert {team for (team,) in connection.execute(ATTEMPT_TEAMS)} == {kept.id}
+        assert connection.execute("SELECT count(*) FROM delivery_attempts").fetchone() == (2,)
