@@ -10,8 +10,9 @@ It starts, on fresh PostgreSQL databases and a private Redis, what an operator r
 then measures, in this order:
 
 1. **create**: ``POST /api/v3.1/deals`` (a bot deal in a room of its own, with a contact,
-   flag on), wrk against the CRM with no worker running, then the same body against the
-   bare one-INSERT endpoint on the same database.
+   flag on), wrk against the CRM with no worker running and the same body against the
+   bare one-INSERT endpoint on the same database, taking turns: :data:`CREATE_PAIRS`
+   pairs of runs of half ``--duration`` each, each side's figure its runs together.
 2. **delivery**: the workers start and deliver the webhooks those creates queued, to the
    real Omni (which also answers the chat histories of the notes written alongside);
    signed events/s between the first and the last attempt. Then the issue's own measure:
@@ -252,6 +253,29 @@ def _entry(result: wrk.WrkResult, baseline: wrk.WrkResult | None = None) -> dict
     return entry
 
 
+# The create and its bare baseline take turns, in this many pairs of runs of half the
+# --duration each: the machine's speed drifts within a minute (a shared 2-core VM), and
+# one run of each side after the other charged the whole drift to the ratio.
+CREATE_PAIRS = 3
+
+
+def combined(runs: list[wrk.WrkResult]) -> wrk.WrkResult:
+    """Several wrk runs of one side as one: their requests over their time together, their
+    errors summed, and each latency percentile the median of the runs'."""
+    keys = runs[0].latency_ms.keys()
+    errors: dict[str, int] = {}
+    for run in runs:
+        for name, count in run.errors.items():
+            errors[name] = errors.get(name, 0) + count
+    return wrk.WrkResult(
+        requests=sum(run.requests for run in runs),
+        duration_seconds=sum(run.duration_seconds for run in runs),
+        errors=errors,
+        latency_ms={key: statistics.median(run.latency_ms[key] for run in runs) for key in keys},
+        command=runs[0].command,
+    )
+
+
 def create(stack: Stack, report: Report, args: argparse.Namespace) -> None:
     tenant = stack.tenant
     assert tenant is not None
@@ -264,9 +288,6 @@ def create(stack: Stack, report: Report, args: argparse.Namespace) -> None:
 
     auth = f"Bearer {tenant.crm_token}"
     tag = uuid.uuid4().hex[:6]
-    drive(stack.crm_url, "/api/v3.1/deals", auth, f"warm-{tag}", 2)
-    vacuum(plain_dsn(stack.crm_database))
-    crm = drive(stack.crm_url, "/api/v3.1/deals", auth, f"crm-{tag}", args.duration)
     bare, bare_url = _bare(
         "bench.bare_insert_app:app",
         {
@@ -278,14 +299,33 @@ def create(stack: Stack, report: Report, args: argparse.Namespace) -> None:
         stack.log_dir,
         "bare-insert",
     )
+    sides = {
+        "crm": (stack.crm_url, "/api/v3.1/deals", auth),
+        "bare": (bare_url, "/deals", ""),
+    }
+    runs: dict[str, list[wrk.WrkResult]] = {"crm": [], "bare": []}
     try:
-        drive(bare_url, "/deals", "", f"bwarm-{tag}", 2)
-        vacuum(plain_dsn(stack.crm_database))
-        baseline = drive(bare_url, "/deals", "", f"bare-{tag}", args.duration)
+        for name, (url, path, side_auth) in sides.items():
+            drive(url, path, side_auth, f"{name}-warm-{tag}", 2)
+        seconds = max(1.0, args.duration / 2)
+        for pair in range(CREATE_PAIRS):
+            for name, (url, path, side_auth) in sides.items():
+                # Each run starts from clean tables, whichever side wrote last.
+                vacuum(plain_dsn(stack.crm_database))
+                runs[name].append(drive(url, path, side_auth, f"{name}-{pair}-{tag}", seconds))
     finally:
         bare.stop()
+    crm, baseline = combined(runs["crm"]), combined(runs["bare"])
     report.throughput["create"] = _entry(crm, baseline)
-    print(f"create           {crm.summary()}  bare {baseline.requests_per_second:.0f} req/s")
+    report.throughput["create"]["pair_ratios"] = [
+        round(ours.requests_per_second / theirs.requests_per_second, 3)
+        for ours, theirs in zip(runs["crm"], runs["bare"], strict=True)
+        if theirs.requests_per_second
+    ]
+    print(
+        f"create           {crm.summary()}  bare {baseline.requests_per_second:.0f} req/s"
+        f"  (pairs {report.throughput['create']['pair_ratios']})"
+    )
 
 
 async def _delivery_progress(dsn: str, team_id: int) -> tuple[int, int, float | None]:
