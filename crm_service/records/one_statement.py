@@ -271,13 +271,11 @@ async def write_record(
         len(outbox),
         None if guard is None else guard.sql,
     )
-    row = await run(statement, params)
-    if row is None:
+    answer = await run(statement, params)
+    if answer is None:
         raise GuardFailed
-    linked, *outbox_ids = row
+    linked, *outbox_ids = answer
     return Written(
         contact_ids=list(linked),
-        outbox=[
-            (outbox_id, values.kind) for outbox_id, values in zip(outbox_ids, outbox, strict=True)
-        ],
+        outbox=[(outbox_id, row.kind) for outbox_id, row in zip(outbox_ids, outbox, strict=True)],
     )
