@@ -172,7 +172,7 @@ def _statement(
             f"outbox_{n} AS (INSERT INTO outbox_events ({_OUTBOX_COLUMNS})"  # noqa: S608
             f" SELECT :outbox_webhook_id_{n}, :team_id, :outbox_kind_{n}, :event_type,"
             f" :record_kind, record.id, :channel_integration_room_id, :outbox_body_{n},"
-            " 'pending', 0, :created_at, :created_at FROM record RETURNING id, kind)"
+            " 'pending', 0, :created_at, :created_at FROM record RETURNING id)"
         )
     linked = "ARRAY(SELECT contact_id FROM links)" if links else "ARRAY[]::integer[]"
     outbox_ids = "".join(f", outbox_{n}.id" for n in range(rows))
