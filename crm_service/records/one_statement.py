@@ -56,8 +56,7 @@ def in_session(session: AsyncSession) -> RunOne:
 def on_held(held: HeldConnections) -> RunOne:
     async def run(statement: TextClause, params: dict[str, Any]) -> Sequence[Any] | None:
         compiled = HeldStatement.of(statement)
-        row: Sequence[Any] | None = await held.fetchrow(compiled.sql, *compiled.args(params))
-        return row
+        return await held.fetchrow(compiled.sql, *compiled.args(params))
 
     return run
 
