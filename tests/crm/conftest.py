@@ -17,7 +17,7 @@ from crm_service.events.dispatch import dispatcher_of
 from crm_service.main import create_app
 from crm_service.models import Base
 from crm_service.settings import Settings
-from tests.support.databases import POSTGRES_DSN, database_from
+from tests.support.databases import POSTGRES_DSN, database_from, migrate
 
 ADMIN_KEY = "test-admin-key"
 PUBLIC_URL = "https://crm.example.test"
@@ -107,6 +107,14 @@ def crm_database_url(request: pytest.FixtureRequest, crm_template: str) -> Itera
     url: str = request.getfixturevalue("reusable_crm_database")
     empty_database(url)
     yield url
+
+
+@pytest.fixture
+def sqlite_file(tmp_path: Path) -> Path:
+    """A CRM SQLite file migrated to head (the embedded mode's database)."""
+    path = tmp_path / "crm.db"
+    migrate("crm", f"sqlite+aiosqlite:///{path}")
+    return path
 
 
 @pytest.fixture

@@ -21,16 +21,8 @@ from tests.crm.conftest import (
     enable_parity,
     running_client,
 )
-from tests.support.databases import migrate
 
 KINDS = ["deals", "tickets"]
-
-
-@pytest.fixture
-def sqlite_file(tmp_path: Path) -> Path:
-    path = tmp_path / "crm.db"
-    migrate("crm", f"sqlite+aiosqlite:///{path}")
-    return path
 
 
 @pytest.fixture

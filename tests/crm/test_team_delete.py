@@ -9,7 +9,6 @@ from contextlib import closing
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.crm.conftest import (
@@ -22,7 +21,6 @@ from tests.crm.conftest import (
     fetch_rows,
     running_client,
 )
-from tests.support.databases import migrate
 
 BOT_DEAL = {"channel_integration_room_id": "room-1", "creator_flag": "bot"}
 
@@ -60,13 +58,6 @@ async def test_deleting_a_team_deletes_its_outbox_rows_on_postgresql(
     assert [row["team_id"] for row in await fetch_rows(db, OUTBOX_TEAMS)] == [kept.id] * 2
     assert await fetch_rows(db, "SELECT count(*) AS n FROM delivery_attempts") == [{"n": 2}]
     assert {row["team_id"] for row in await fetch_rows(db, ATTEMPT_TEAMS)} == {kept.id}
-
-
-@pytest.fixture
-def sqlite_file(tmp_path: Path) -> Path:
-    path = tmp_path / "crm.db"
-    migrate("crm", f"sqlite+aiosqlite:///{path}")
-    return path
 
 
 async def test_deleting_a_team_deletes_its_outbox_rows_on_sqlite(sqlite_file: Path) -> None:
