@@ -15,12 +15,15 @@ layer does the same work without them:
   own one statement (``RecordService.write_in_one_statement``), autocommitted like the
   route's keyless create, on the same connections;
 - a token's caller is remembered (up to :data:`MAX_CALLERS` tokens), and the next create
-  with that token is one round trip: its statement carries the lookup as a guard
-  (``teams/auth.caller_guard``) and writes only while the lookup still gives that same
-  caller. If anything of it changed (the parity flag, the default pipeline or its first
-  stage, their names, the token's expiry or the token itself), the statement writes
-  nothing, the caller is read again and the create made with what it now is: a change
-  shows on the very next create, on every process, as when every create read it;
+  with that token is one round trip: its statement carries a guard
+  (``teams/auth.caller_guard``: the token's row, and the team's row with its
+  ``caller_version``, which the database bumps on any change to the team's flags,
+  pipelines or stages) and writes only while the database still gives that same caller.
+  If anything of it changed (the parity flag, the default pipeline or its first stage,
+  their names, the company id, the token's identity or expiry, the token itself), the
+  statement writes nothing, the caller is read again and the create made with what it
+  now is: a change shows on the very next create, on every process, as when every
+  create read it;
 - the answer is the route's: the same ``DealRead`` as JSON, 201, the same headers, the
   outbox rows handed to the dispatcher once committed (``OutboxDispatcher.hand_over``,
   which returns at once), the created-record metric.

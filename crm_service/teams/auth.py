@@ -107,6 +107,7 @@ CALLER_QUERY = _caller_query(
 CALLER_COLUMNS_QUERY = _caller_query(
     Team.id,
     Team.external_company_id,
+    Team.caller_version,
     CompanyToken.sso_id,
     CompanyToken.expires_at,
     TeamFeature.enabled,
@@ -150,11 +151,12 @@ async def caller_on_held(held: HeldConnections, token_hash: str) -> Caller | Non
     row = await held.fetchrow(statement.sql, *statement.args({"token_hash": token_hash}))
     if row is None:
         return None
-    team_id, company_id, sso_id, expires_at, parity, pipeline_id, pipeline, stage_id, stage = row
+    team_id, company_id, version, sso_id, expires_at, parity = row[:6]
+    pipeline_id, pipeline, stage_id, stage = row[6:]
     if _expired(expires_at) or pipeline_id is None or stage_id is None:
         return None
     return Caller(
-        team=Team(id=team_id, external_company_id=company_id),
+        team=Team(id=team_id, external_company_id=company_id, caller_version=version),
         sso_id=sso_id,
         flags={BOT_AI_CREATION_PARITY: bool(parity)},
         default_placement=(
@@ -165,57 +167,41 @@ async def caller_on_held(held: HeldConnections, token_hash: str) -> Caller | Non
 
 
 # The caller lookup as a guard for a write made with a caller read earlier (the deal
-# create's fast path remembers callers by token): one row while the token's lookup
-# still gives exactly that caller (same team, company id, identity, parity flag, default
-# pipeline and first stage, names included) and the token has not expired; none once
-# anything of it changed. A statement that writes only ``FROM`` it writes nothing then.
-_LOOKUP = CALLER_COLUMNS_QUERY.subquery("caller")
-(
-    _TEAM_ID,
-    _COMPANY_ID,
-    _SSO_ID,
-    _EXPIRES_AT,
-    _PARITY,
-    _PIPELINE_ID,
-    _PIPELINE_NAME,
-    _STAGE_ID,
-    _STAGE_NAME,
-) = _LOOKUP.c
+# create's fast path remembers callers by token): one row while the token still gives
+# exactly that caller, none once anything of it changed. The token's row (its team,
+# identity and expiry) and the team's row (its company id) are compared as they are;
+# the rest of the caller (the parity flag, the default pipeline and its first stage,
+# names included) is compared by the team's ``caller_version``, which the database's
+# triggers bump on every change to those rows (migration 0004). That is two key
+# lookups instead of the lookup's five-table join, its sort and its limit. A statement
+# that writes only ``FROM`` it writes nothing once it gives no row.
 _GUARD = _compiled_with_names(
     select(literal_column("1").label("current"))
-    .select_from(_LOOKUP)
+    .select_from(CompanyToken)
+    .join(Team, Team.id == CompanyToken.team_id)
     .where(
-        bindparam("guard_team_id") == _TEAM_ID,
-        _COMPANY_ID.is_not_distinct_from(bindparam("guard_company_id")),
-        _SSO_ID.is_not_distinct_from(bindparam("guard_sso_id")),
-        bindparam("guard_now") < _EXPIRES_AT,
-        func.coalesce(_PARITY, False) == bindparam("guard_parity"),
-        bindparam("guard_pipeline_id") == _PIPELINE_ID,
-        _PIPELINE_NAME.is_not_distinct_from(bindparam("guard_pipeline_name")),
-        bindparam("guard_stage_id") == _STAGE_ID,
-        _STAGE_NAME.is_not_distinct_from(bindparam("guard_stage_name")),
+        CompanyToken.token_hash == bindparam("token_hash"),
+        CompanyToken.team_id == bindparam("guard_team_id"),
+        CompanyToken.sso_id == bindparam("guard_sso_id"),
+        CompanyToken.expires_at > bindparam("guard_now"),
+        Team.external_company_id == bindparam("guard_company_id"),
+        Team.caller_version == bindparam("guard_caller_version"),
     )
 )
 
 
 def caller_guard(token_hash: str, caller: Caller) -> tuple[str, dict[str, Any]]:
     """The guard's SQL (named ``:params``) and its parameters for ``caller`` as read for
-    ``token_hash``; ``caller`` has a default placement."""
-    assert caller.default_placement is not None
-    pipeline, stage = caller.default_placement
+    ``token_hash`` (by :func:`caller_on_held`, which reads its team's caller version)."""
     sql, given = _GUARD
     return sql, {
         **given,
         "token_hash": token_hash,
         "guard_team_id": caller.team.id,
-        "guard_company_id": caller.team.external_company_id,
         "guard_sso_id": caller.sso_id,
         "guard_now": utcnow(),
-        "guard_parity": bool(caller.flags.get(BOT_AI_CREATION_PARITY)),
-        "guard_pipeline_id": pipeline.id,
-        "guard_pipeline_name": pipeline.name,
-        "guard_stage_id": stage.id,
-        "guard_stage_name": stage.name,
+        "guard_company_id": caller.team.external_company_id,
+        "guard_caller_version": caller.team.caller_version,
     }
 
 

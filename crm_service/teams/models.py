@@ -2,14 +2,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_service.database import Base, UTCDateTime, utcnow
 
 
 class Team(Base):
-    """A tenant. ``external_company_id`` is the id the chat inbox knows the company by."""
+    """A tenant. ``external_company_id`` is the id the chat inbox knows the company by.
+
+    ``caller_version`` is bumped by the database's own triggers (migration 0004) on every
+    insert, update or delete of the team's ``team_features``, ``pipelines`` or
+    ``stages`` rows: what a token's caller is read from beyond its token and team rows.
+    The deal create's fast path writes with a remembered caller only while it holds."""
 
     __tablename__ = "teams"
 
@@ -18,6 +23,7 @@ class Team(Base):
     external_company_id: Mapped[str] = mapped_column(String(255), unique=True)
     api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     ticket_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    caller_version: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

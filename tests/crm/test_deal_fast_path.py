@@ -362,6 +362,18 @@ CHANGES = {
     "token expired": "UPDATE company_tokens SET expires_at = now() - interval '1 second'",
     "token revoked": "DELETE FROM company_tokens",
     "no default pipeline": "UPDATE pipelines SET is_default = false",
+    "parity row deleted": "DELETE FROM team_features",
+    "a new first stage": (
+        "INSERT INTO stages (pipeline_id, name, position)"
+        " SELECT id, 'Earlier stage', -1 FROM pipelines WHERE is_default"
+    ),
+    "another default pipeline": (
+        "WITH pipeline AS (INSERT INTO pipelines (team_id, name, is_default)"
+        " SELECT team_id, 'Other pipeline', true FROM pipelines WHERE is_default RETURNING id),"
+        " stage AS (INSERT INTO stages (pipeline_id, name, position)"
+        " SELECT id, 'Other first stage', 0 FROM pipeline)"
+        " UPDATE pipelines SET is_default = false WHERE is_default"
+    ),
 }
 
 
