@@ -38,7 +38,9 @@ class OutboxEvent(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    webhook_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # Not indexed: nothing looks a row up by it, and it is unique by how it is made (122
+    # random bits per row, ``outbox.new_webhook_id``); migration 0005 dropped the index.
+    webhook_id: Mapped[str] = mapped_column(String(64))
     # No foreign key: every row is written with a record whose own key checks the team,
     # and a team's delete takes its rows with it by the ``outbox_events_of_deleted_team``
     # trigger (migration 0003), as ``ON DELETE CASCADE`` did.

@@ -5,6 +5,7 @@ record's version in the stored body, and handed to the broker only after the com
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -62,6 +63,30 @@ async def test_create_writes_a_webhook_row_and_a_timeline_note_row(
         None,
     )
     assert webhook["webhook_id"] != note["webhook_id"]
+
+
+async def test_every_outbox_row_has_a_webhook_id_of_its_own(
+    client: httpx.AsyncClient, db: AsyncEngine, parity_team: TeamHandle
+) -> None:
+    """No index enforces it (migration 0005): each row's id is made for it alone, on the
+    create's one statement and on the ORM's path (an update) alike."""
+    for n in range(10):
+        record = await create_record(
+            client,
+            parity_team,
+            KINDS[n % 2],
+            channel_integration_room_id=f"room-{n}",
+            creator_flag="bot",
+        )
+        response = await client.patch(
+            f"/api/v3.1/{KINDS[n % 2]}/{record['id']}",
+            json={"name": f"Renamed {n}"},
+            headers=parity_team.auth,
+        )
+        assert response.status_code == 200, response.text
+    ids = [row["webhook_id"] for row in await outbox(db)]
+    assert len(ids) == 30 and len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"msg_[0-9a-f]{32}", webhook_id) for webhook_id in ids)
 
 
 async def test_a_deal_create_event_carries_the_records_display_state(
