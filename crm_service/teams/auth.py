@@ -166,8 +166,8 @@ async def caller_on_held(held: HeldConnections, token_hash: str) -> Caller | Non
     )
 
 
-# The caller lookup as a guard for a write made with a caller read earlier (the deal
-# create's fast path remembers callers by token): one row while the token still gives
+# A guard for a write made with a caller read earlier (the deal create's fast path
+# remembers callers by token): one row while the token still gives
 # exactly that caller, none once anything of it changed. The token's row (its team,
 # identity and expiry) and the team's row (its company id) are compared as they are;
 # the rest of the caller (the parity flag, the default pipeline and its first stage,

@@ -106,7 +106,7 @@ async def test_every_change_to_a_caller_moves_its_teams_version_on_sqlite(
 
     async def run(sql: str, params: dict[str, Any]) -> dict[int, int]:
         with closing(sqlite3.connect(sqlite_file)) as connection:
-            connection.execute(sql, {k: v for k, v in params.items() if f":{k}" in sql})
+            connection.execute(sql, params)
             connection.commit()
             return dict(connection.execute(VERSIONS).fetchall())
 
