@@ -10,7 +10,10 @@ batch runs in four short steps, never holding a transaction open across the netw
    the batch's longest duration (the lease). A task whose row is already claimed or done
    (a redelivery, the sweep, a replay, a row an earlier batch took) claims nothing and
    does nothing; a worker that dies mid-batch leaves leases that expire, and the sweep
-   hands the rows out again.
+   hands the rows out again. For each create event it takes, the claim then writes the
+   record's timeline-note job (``outbox.note_jobs_of_creates``: once per record, however
+   often the event is claimed), before any send; the task hands the new jobs to the
+   broker when the batch is done.
 2. **gate** — each team's ``bot_ai_creation_parity`` flag, read through the shared flag
    cache once per team, after the claim and right before the sends (RFC §4 rollback:
    turning the flag off stops the events). Off ⇒ nothing is sent for that team's rows,
@@ -53,7 +56,12 @@ from sqlalchemy.sql.dml import ReturningUpdate
 
 from crm_service.database import utcnow
 from crm_service.events.models import DeliveryAttempt, OutboxEvent, OutboxStatus
-from crm_service.events.outbox import WEBHOOK, claim_due_batch
+from crm_service.events.outbox import (
+    CREATE_EVENT_TYPES,
+    WEBHOOK,
+    claim_due_batch,
+    note_jobs_of_creates,
+)
 from crm_service.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_LATENCY
 from crm_service.settings import Settings
 from crm_service.teams.features import BOT_AI_CREATION_PARITY, FlagCache, is_enabled
@@ -147,6 +155,7 @@ class BatchResult:
 
     own: DeliveryResult
     rows: dict[int, DeliveryResult] = field(default_factory=dict)
+    note_jobs: list[int] = field(default_factory=list)  # written by this batch's claim
 
 
 class SendSlots:
@@ -265,7 +274,7 @@ async def deliver_batch(
     try:
         claims: list[Claim] = []
         try:
-            claims, links = await _claim(sessions, outbox_id, policy, taken)
+            claims, links, note_jobs = await _claim(sessions, outbox_id, policy, taken)
         finally:
             if on_claimed is not None:
                 on_claimed([claim.id for claim in claims])
@@ -282,7 +291,7 @@ async def deliver_batch(
         results = await _record(sessions, claims, responses, policy, rng)
     finally:
         slots.give_back(taken)
-    return BatchResult(results[outbox_id], results)
+    return BatchResult(results[outbox_id], results, note_jobs)
 
 
 async def _parity_on(
@@ -309,8 +318,9 @@ def _claim_statement(limit: int) -> ReturningUpdate[int, str, int, str, int, str
 
 async def _claim(
     sessions: async_sessionmaker[AsyncSession], outbox_id: int, policy: DeliveryPolicy, limit: int
-) -> tuple[list[Claim], dict[int, OmnichannelLink | None]]:
-    """The claimed rows (the task's own first) and their teams' links."""
+) -> tuple[list[Claim], dict[int, OmnichannelLink | None], list[int]]:
+    """The claimed rows (the task's own first), their teams' links, and the timeline-note
+    jobs the claim wrote for the create events among them."""
     now = utcnow()
     async with sessions() as session:
         # One statement, atomic on its own: no transaction around it, so a task with
@@ -328,6 +338,16 @@ async def _claim(
                 },
             )
         ).all()
+        creates = [row.id for row in rows if row.event_type in CREATE_EVENT_TYPES]
+        note_jobs: list[int] = []
+        if creates:  # its own statement: a claim that took no create costs nothing more
+            note_jobs = list(
+                (
+                    await connection.execute(
+                        note_jobs_of_creates(connection.dialect.name), {"ids": creates, "now": now}
+                    )
+                ).scalars()
+            )
         links: dict[int, OmnichannelLink | None] = {row.team_id: None for row in rows}
         if links:
             for link in await session.scalars(
@@ -346,7 +366,7 @@ async def _claim(
         )
         for row in sorted(rows, key=lambda row: (row.id != outbox_id, row.id))
     ]
-    return claims, links
+    return claims, links, note_jobs
 
 
 async def _attempt(
