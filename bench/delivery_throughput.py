@@ -11,7 +11,7 @@ start-up is not counted; the worker's CPU time (all its processes) over the same
 printed per event, the steadier number on a shared machine.
 
 The rows are deal update events: their delivery is a create's (the same claim, signature,
-send and record), without the timeline-note job a create's claim also writes
+send and record), without the timeline-note job a create's attempt also writes
 (``outbox.note_jobs_of_creates``), whose notes are the worker's other work and are
 measured with the real Omni in ``make bench``'s drain phase. Only webhook rows are counted.
 

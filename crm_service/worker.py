@@ -238,7 +238,7 @@ class Resources:
     webhooks: httpx.AsyncClient
     flags: FlagCache
     send_slots: SendSlots
-    # Publishes the timeline-note jobs the delivery claims write (``events.tasks``).
+    # Publishes the timeline-note jobs the deliveries write (``events.tasks``).
     dispatcher: OutboxDispatcher
 
 

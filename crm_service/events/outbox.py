@@ -3,8 +3,8 @@
 Webhook rows are written by the record services inside the request's transaction: they
 commit with the change or not at all, and are handed to the broker after the commit.
 A create's timeline-note job is written by the worker, from the create's webhook row,
-when it claims that row (:func:`note_jobs_of_creates`): the busiest write of the API
-writes one outbox row, not two. The tasks that work on the rows (webhook delivery,
+when it records an attempt of that row (:func:`note_jobs_of_creates`): the busiest write
+of the API writes one outbox row, not two. The tasks that work on the rows (webhook delivery,
 timeline note) take a row with the same claim.
 """
 
@@ -93,12 +93,13 @@ def note_jobs_of_creates(dialect: str) -> Any:
     create event's ``webhook_id`` with :data:`NOTE_JOB_ID_SUFFIX`. Run with the
     parameters ``ids`` and ``now``; returns the id of each job it wrote.
 
-    The delivery claim runs it for every create event it takes, before the send, on
-    every attempt: ``ON CONFLICT DO NOTHING`` on ``uq_outbox_events_timeline_note_record``
-    (one job per record) makes a retry, a replay or a second claimer write nothing, and a
-    worker that died between the claim and this statement leaves a lease that runs out,
-    after which the sweep hands the event out and its next claim writes the job. So every
-    create event that is ever attempted has its job, written once."""
+    A delivery runs it for every create event it attempts, in the transaction that
+    records the attempts, on every attempt: ``ON CONFLICT DO NOTHING`` on
+    ``uq_outbox_events_timeline_note_record`` (one job per record) makes a retry, a replay
+    or a second worker write nothing, and a worker that died before that commit leaves a
+    lease that runs out, after which the sweep hands the event out again and its next
+    attempt writes the job. So every create event whose attempt is recorded has its job,
+    written once."""
     table: Table = OutboxEvent.__table__  # type: ignore[assignment]
     c = table.c
     now = bindparam("now", type_=UTCDateTime)

@@ -1,6 +1,6 @@
 """Celery tasks of the events package: webhook delivery and the outbox sweep.
 
-A delivery's claim writes the timeline-note job of each create event it takes
+A delivery writes the timeline-note job of each create event it attempts
 (``outbox.note_jobs_of_creates``); the batch then hands the jobs to the process's
 dispatcher, which publishes them as the API's publishes its rows: in batches, the notes'
 lane at most every 100 ms, without waiting (a publish that fails leaves them to the

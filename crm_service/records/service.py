@@ -304,7 +304,7 @@ class RecordService(Generic[R]):
     ) -> tuple[R, list[int], list[tuple[int, str]]]:
         """The PostgreSQL create: the record (``values``), its contact links and, when
         ``emits`` says the record has events, its webhook event, in one statement (the
-        event brings the record's timeline-note job when the worker claims it). Returns
+        event brings the record's timeline-note job when the worker attempts it). Returns
         the record, the contact ids linked and the outbox rows written, (id, kind), for
         the caller to hand to the broker once committed. With a ``guard`` nothing is
         written unless it gives a row (``GuardFailed``)."""
@@ -375,7 +375,7 @@ class RecordService(Generic[R]):
         data: PayloadFactory,
     ) -> None:
         """The event of one change, only for bot/AI records in a room of a team with the
-        flag on (a create's event brings its timeline-note job when the worker claims it);
+        flag on (a create's event brings its timeline-note job when the worker attempts it);
         the payload is built only then."""
         if await outbox.parity_applies(session, context.flag_cache, record):
             await outbox.record_change(

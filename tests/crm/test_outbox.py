@@ -67,7 +67,7 @@ async def test_create_writes_its_webhook_row_and_the_claims_statement_its_note_j
         ROOM,
     )
 
-    # What the worker's claim of the event runs, on every attempt: the first writes the
+    # What the worker runs with the record of each attempt of the event: the first writes the
     # job, any later one (a retry, a replay, a second claimer) writes nothing.
     written = await write_note_jobs(db, [webhook["id"]])
     assert len(written) == 1

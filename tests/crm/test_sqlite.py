@@ -169,7 +169,7 @@ async def test_the_claim_of_a_create_writes_its_note_job_once_on_sqlite(
     lite: httpx.AsyncClient, lite_team: TeamHandle, sqlite_file: Path
 ) -> None:
     """The worker's claim on the embedded database: no Omnichannel link yet, so the
-    attempt fails and retries, and the job is written all the same, by the first claim."""
+    attempt fails and retries, and the job is written all the same, with the first attempt."""
     await enable_parity(lite, lite_team)
     deal = await create_record(
         lite, lite_team, "deals", creator_flag="bot", channel_integration_room_id="room-1"

@@ -38,7 +38,7 @@ async def _two_teams_with_events(client: httpx.AsyncClient) -> tuple[TeamHandle,
 
 
 async def _write_note_jobs(url: str) -> None:
-    """Each create event's note job, as the worker's claim of the event writes it."""
+    """Each create event's note job, as the worker's attempt of the event writes it."""
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:

@@ -1,6 +1,6 @@
 """Batch messages end to end: webhook rows handed to the broker together travel as one
 ``deliver_webhooks`` message, and a plain worker under each pool gives every row of it its
-own attempt and outcome, and every create its note (the claim writes the note jobs, and
+own attempt and outcome, and every create its note (the attempts write the note jobs, and
 the worker publishes them itself, as ``write_notes`` batches), exactly once.
 
 The API publishes to a Redis database no worker reads; the test then hands the rows over

@@ -1,10 +1,10 @@
 """One timeline-note job per record, written by the worker
 
 A create wrote two outbox rows: its webhook event and its timeline-note job. The job
-is now written by the worker when it claims the create's event (``outbox.
-note_jobs_of_creates``), on every attempt, ``ON CONFLICT DO NOTHING`` on this index: the
-first claim writes it, a retry, a replay or a second claimer writes nothing. The API's
-create writes one outbox row.
+is now written by the worker when it records an attempt of the create's event
+(``outbox.note_jobs_of_creates``), on every attempt, ``ON CONFLICT DO NOTHING`` on this
+index: the first attempt writes it, a retry, a replay or a second worker writes nothing.
+The API's create writes one outbox row.
 
 Rows written before this revision hold one job per record already (a create wrote one),
 so the index builds on any existing data.

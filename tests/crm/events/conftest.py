@@ -121,7 +121,7 @@ async def outbox_rows(
 async def write_note_jobs(
     sessions: async_sessionmaker[AsyncSession], event_ids: list[int]
 ) -> list[int]:
-    """The statement a delivery claim runs for the events it takes: the note job of each
+    """The statement a delivery runs for the events it attempts: the note job of each
     create event among ``event_ids`` that has none yet. Returns the jobs written."""
     async with sessions() as session:
         dialect = session.get_bind().dialect.name

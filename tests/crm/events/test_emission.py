@@ -72,7 +72,7 @@ async def test_a_record_without_a_creator_flag_writes_no_event_and_no_note(
 async def test_a_bot_create_in_a_room_writes_its_event_alone(
     client: httpx.AsyncClient, linked_team: LinkedTeam, sessions: Sessions, kind: str
 ) -> None:
-    """The note job comes from the event, when the worker claims it (test_delivery_batch)."""
+    """The note job comes from the event, when the worker attempts it (test_delivery_batch)."""
     record = await create_record(client, linked_team, kind, creator_flag="AGENTIC_AI")
 
     [webhook] = await outbox_rows(sessions)

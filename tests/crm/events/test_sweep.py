@@ -42,7 +42,7 @@ async def test_overdue_pending_rows_of_both_kinds_are_reenqueued(
 ) -> None:
     await create_record(client, linked_team)
     [webhook] = await outbox_rows(sessions)
-    await write_note_jobs(sessions, [webhook.id])  # as the event's first claim does
+    await write_note_jobs(sessions, [webhook.id])  # as the event's first attempt does
     [note] = await outbox_rows(sessions, kind="timeline_note")
     for row in (webhook, note):
         await age(sessions, row.id, 120)

@@ -1,5 +1,5 @@
 """Teams linked to a (mocked) Omni, bot/AI records, and running the note service on the
-note jobs the worker's delivery claims write from the events the API wrote."""
+note jobs the worker's deliveries write from the events the API wrote."""
 
 from __future__ import annotations
 
@@ -80,8 +80,8 @@ async def timeline_rows(crm_app: FastAPI, record_kind: str, record_id: int) -> l
 
 
 async def write_note_jobs(crm_app: FastAPI) -> list[int]:
-    """What the delivery claims do when they take the webhook rows the API wrote: write the
-    timeline-note job of each create event among them (the claim's own statement,
+    """What the deliveries do when they attempt the webhook rows the API wrote: write the
+    timeline-note job of each create event among them (the delivery's own statement,
     ``outbox.note_jobs_of_creates``; its place in the claim is tested with the delivery).
     Returns the jobs written (none for an event whose job exists)."""
     async with crm_app.state.session_factory() as session:
@@ -103,7 +103,7 @@ async def write_note_jobs(crm_app: FastAPI) -> list[int]:
 
 
 async def note_row_id(crm_app: FastAPI, record_kind: str, record_id: int) -> int:
-    """The record's timeline-note job, once the worker's claim of its create has written it."""
+    """The record's timeline-note job, once the worker's attempt of its create has written it."""
     await write_note_jobs(crm_app)
     rows = await timeline_rows(crm_app, record_kind, record_id)
     assert len(rows) == 1, rows
