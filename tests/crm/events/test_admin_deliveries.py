@@ -23,7 +23,6 @@ from tests.crm.events.conftest import (
     create_record,
     link,
     outbox_rows,
-    write_note_jobs,
 )
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -232,11 +231,10 @@ async def test_replaying_an_unknown_delivery_is_404(
     client: httpx.AsyncClient, linked_team: LinkedTeam, sessions: Sessions
 ) -> None:
     await create_record(client, linked_team)
-    [event] = await outbox_rows(sessions, kind="webhook")
-    [note_job] = await write_note_jobs(sessions, [event.id])
+    [note] = await outbox_rows(sessions, kind="timeline_note")
 
     unknown = await client.post("/admin/deliveries/999999/replay", headers=ADMIN)
-    not_a_webhook = await client.post(f"/admin/deliveries/{note_job}/replay", headers=ADMIN)
+    not_a_webhook = await client.post(f"/admin/deliveries/{note.id}/replay", headers=ADMIN)
 
     assert (unknown.status_code, not_a_webhook.status_code) == (404, 404)
     assert unknown.json() == {"detail": "delivery 999999 not found"}
