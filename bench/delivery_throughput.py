@@ -10,6 +10,11 @@ Throughput is measured between the first and the last recorded attempt, so worke
 start-up is not counted; the worker's CPU time (all its processes) over the same run is
 printed per event, the steadier number on a shared machine.
 
+The rows are deal update events: their delivery is a create's (the same claim, signature,
+send and record), without the timeline-note job a create's attempt also writes
+(``outbox.note_jobs_of_creates``), whose notes are the worker's other work and are
+measured with the real Omni in ``make bench``'s drain phase. Only webhook rows are counted.
+
 The receiver is a bare asyncio HTTP/1.1 server in a process of its own (``--receiver
 fast``, the default): a few microseconds per request, so it is not what is measured.
 ``--receiver loopback`` is the tests' threaded receiver in this process. Needs PostgreSQL
@@ -194,7 +199,7 @@ def event_body(record_id: int) -> str:
         updated_at=now,
         version=1,
     )
-    return build_envelope(EventType.DEAL_CREATE, data)
+    return build_envelope(EventType.DEAL_UPDATE, data)
 
 
 async def write_events(database_url: str, receiver_url: str, count: int) -> list[int]:
@@ -220,7 +225,7 @@ async def write_events(database_url: str, receiver_url: str, count: int) -> list
                     webhook_id=new_webhook_id(),
                     team_id=team.id,
                     kind=WEBHOOK,
-                    event_type=str(EventType.DEAL_CREATE),
+                    event_type=str(EventType.DEAL_UPDATE),
                     record_kind="deal",
                     record_id=number,
                     room_id=f"room-{number}",
@@ -243,7 +248,9 @@ async def delivered_count(database_url: str) -> int:
                 await connection.scalar(
                     select(func.count())
                     .select_from(OutboxEvent)
-                    .where(OutboxEvent.status == OutboxStatus.DELIVERED)
+                    .where(
+                        OutboxEvent.kind == WEBHOOK, OutboxEvent.status == OutboxStatus.DELIVERED
+                    )
                 )
                 or 0
             )

@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm_service.database import create_engine, session_factory
 from crm_service.events.delivery import BATCH_LIMIT, SendSlots
+from crm_service.events.dispatch import OutboxDispatcher
 from crm_service.logs import configure_logging
 from crm_service.settings import Settings, get_settings
 from crm_service.teams.features import FlagCache, build_flag_cache
@@ -237,6 +238,8 @@ class Resources:
     webhooks: httpx.AsyncClient
     flags: FlagCache
     send_slots: SendSlots
+    # Publishes the timeline-note jobs the deliveries write (``events.tasks``).
+    dispatcher: OutboxDispatcher
 
 
 async def _open_resources(settings: Settings) -> Resources:
@@ -250,10 +253,12 @@ async def _open_resources(settings: Settings) -> Resources:
         webhooks=webhook_client(settings),
         flags=build_flag_cache(settings.redis_url),
         send_slots=SendSlots(BATCH_LIMIT),
+        dispatcher=OutboxDispatcher(lambda: enqueue_outbox),
     )
 
 
 async def _close_resources(resources: Resources) -> None:
+    await resources.dispatcher.close()  # bounded; what it could not publish, the sweep will
     await resources.webhooks.aclose()
     close = getattr(resources.flags, "close", None)  # the Redis cache holds a pool
     if close is not None:

@@ -5,7 +5,9 @@ request hands them to its app's :class:`OutboxDispatcher` and goes on without wa
 The dispatcher publishes them to Celery from one thread of its own, in batches: every row
 of a kind committed while a publish is under way, or within the kind's publish interval,
 goes out with the next one. A request never makes a thread hop or a broker round trip of
-its own, never waits on one, and under load one publish carries many rows.
+its own, never waits on one, and under load one publish carries many rows. Each worker
+process has one as well, for the timeline-note jobs its deliveries write
+(``worker.Resources.dispatcher``).
 
 If the broker is down the publish fails quietly (logged) and the periodic outbox sweep
 re-enqueues the rows later: the event is already committed, so nothing is lost. For the

@@ -2,8 +2,9 @@
 
 An :class:`OutboxEvent` is written in the same transaction as the change it reports.
 ``kind`` says which task handles it: ``webhook`` (signed delivery to the team's
-Omnichannel link) or ``timeline_note`` (the chat-history note). The webhook body is
-stored as the exact bytes that are signed and resent on every attempt.
+Omnichannel link) or ``timeline_note`` (the chat-history note; one per record, written
+when the worker records the first attempt of the record's create event). The webhook
+body is stored as the exact bytes that are signed and resent on every attempt.
 
 ``next_attempt_at`` is when the row's task may next run. It doubles as a lease: an
 attempt in progress pushes it past the attempt's longest duration, so a row whose
@@ -15,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_service.database import Base, UTCDateTime, utcnow
@@ -35,6 +36,16 @@ class OutboxEvent(Base):
     __table_args__ = (
         # The claim, the sweep and the deliveries list all filter by kind and status.
         Index("ix_outbox_events_kind_status_next_attempt_at", "kind", "status", "next_attempt_at"),
+        # One timeline-note job per record: every recorded attempt of its create event
+        # writes it, and this makes all but the first write nothing (migration 0006).
+        Index(
+            "uq_outbox_events_timeline_note_record",
+            "record_kind",
+            "record_id",
+            unique=True,
+            postgresql_where=text("kind = 'timeline_note'"),
+            sqlite_where=text("kind = 'timeline_note'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

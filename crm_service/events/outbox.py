@@ -1,17 +1,21 @@
 """The transactional outbox (DESIGN.md §4-§5): writing rows, and claiming one for a run.
 
-Rows are written by the record services inside the request's transaction: they commit
-with the change or not at all, and are handed to the broker after the commit. The tasks
-that work on them (webhook delivery, timeline note) take a row with the same claim.
+Webhook rows are written by the record services inside the request's transaction: they
+commit with the change or not at all, and are handed to the broker after the commit.
+A create's timeline-note job is written by the worker, from the create's webhook row,
+when it records an attempt of that row (:func:`note_jobs_of_creates`): the busiest write
+of the API writes one outbox row, not two. The tasks that work on the rows (webhook delivery,
+timeline note) take a row with the same claim.
 """
 
 from __future__ import annotations
 
 import functools
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import Integer, Update, bindparam, exists, select, update
+from sqlalchemy import Integer, Table, Update, bindparam, exists, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_service.database import UTCDateTime
@@ -23,6 +27,11 @@ from shared_contracts.events import Action, Payload, RecordKind, build_envelope,
 
 WEBHOOK = "webhook"
 TIMELINE_NOTE = "timeline_note"
+# The event types whose webhook row brings its record's timeline-note job with it.
+CREATE_EVENT_TYPES = frozenset(str(event_type_for(kind, Action.CREATE)) for kind in RecordKind)
+# A note job's ``webhook_id`` is its create event's with this suffix: nothing sends it,
+# and a job is found by its record (``uq_outbox_events_timeline_note_record``).
+NOTE_JOB_ID_SUFFIX = ".note"
 
 
 class EmittingRecord(Protocol):
@@ -57,31 +66,75 @@ async def record_change(
     action: Action,
     record: EmittingRecord,
     data: Payload,
-    with_timeline_note: bool = False,
-) -> list[OutboxEvent]:
-    """Add the webhook event (and, on create, the timeline-note job) for one change."""
+) -> OutboxEvent:
+    """Add the webhook event of one change (a create's brings its timeline-note job along
+    when the worker claims it: :func:`note_jobs_of_creates`)."""
     event_type = event_type_for(kind, action)
-
-    def outbox_row(row_kind: str, body: str | None) -> OutboxEvent:
-        return OutboxEvent(
-            webhook_id=new_webhook_id(),
-            team_id=record.team_id,
-            kind=row_kind,
-            event_type=str(event_type),
-            record_kind=str(kind),
-            record_id=record.id,
-            room_id=record.channel_integration_room_id,
-            body=body,
-        )
-
-    rows = [outbox_row(WEBHOOK, build_envelope(event_type, data))]
-    if with_timeline_note:
-        rows.append(outbox_row(TIMELINE_NOTE, None))
-    session.add_all(rows)
+    row = OutboxEvent(
+        webhook_id=new_webhook_id(),
+        team_id=record.team_id,
+        kind=WEBHOOK,
+        event_type=str(event_type),
+        record_kind=str(kind),
+        record_id=record.id,
+        room_id=record.channel_integration_room_id,
+        body=build_envelope(event_type, data),
+    )
+    session.add(row)
     await session.flush()
-    for row in rows:
-        remember_for_dispatch(session, row.id, row.kind)
-    return rows
+    remember_for_dispatch(session, row.id, row.kind)
+    return row
+
+
+@functools.cache
+def note_jobs_of_creates(dialect: str) -> Any:
+    """The INSERT that writes the timeline-note job of each create event among the
+    webhook rows ``ids``, due ``now``: its record, room, team and event type, and its
+    create event's ``webhook_id`` with :data:`NOTE_JOB_ID_SUFFIX`. Run with the
+    parameters ``ids`` and ``now``; returns the id of each job it wrote.
+
+    A delivery runs it for every create event it attempts, in the transaction that
+    records the attempts, on every attempt: ``ON CONFLICT DO NOTHING`` on
+    ``uq_outbox_events_timeline_note_record`` (one job per record) makes a retry, a replay
+    or a second worker write nothing, and a worker that died before that commit leaves a
+    lease that runs out, after which the sweep hands the event out again and its next
+    attempt writes the job. So every create event whose attempt is recorded has its job,
+    written once."""
+    table: Table = OutboxEvent.__table__  # type: ignore[assignment]
+    c = table.c
+    now = bindparam("now", type_=UTCDateTime)
+    columns = [
+        "webhook_id",
+        "team_id",
+        "kind",
+        "event_type",
+        "record_kind",
+        "record_id",
+        "room_id",
+        "status",
+        "attempt_count",
+        "next_attempt_at",
+        "created_at",
+    ]
+    source = select(
+        c.webhook_id + NOTE_JOB_ID_SUFFIX,
+        c.team_id,
+        literal(TIMELINE_NOTE),
+        c.event_type,
+        c.record_kind,
+        c.record_id,
+        c.room_id,
+        literal(str(OutboxStatus.PENDING)),
+        literal(0),
+        now,
+        now,
+    ).where(
+        c.id.in_(bindparam("ids", expanding=True)),
+        c.kind == WEBHOOK,
+        c.event_type.in_(sorted(CREATE_EVENT_TYPES)),
+    )
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).from_select(columns, source).on_conflict_do_nothing().returning(c.id)
 
 
 def claim_due_row(

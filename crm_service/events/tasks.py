@@ -1,5 +1,11 @@
 """Celery tasks of the events package: webhook delivery and the outbox sweep.
 
+A delivery writes the timeline-note job of each create event it attempts
+(``outbox.note_jobs_of_creates``); the batch then hands the jobs to the process's
+dispatcher, which publishes them as the API's publishes its rows: in batches, the notes'
+lane at most every 100 ms, without waiting (a publish that fails leaves them to the
+sweep).
+
 Both take ids only and are idempotent; the work lives in :mod:`crm_service.events.delivery`
 and :mod:`crm_service.events.sweep`, run on the worker process's one event loop.
 
@@ -21,6 +27,7 @@ from crm_service.events.delivery import (
     Outcome,
     deliver_batch,
 )
+from crm_service.events.outbox import TIMELINE_NOTE
 from crm_service.events.sweep import claim_overdue, overdue_grace, purge_idempotency_keys
 from crm_service.settings import get_settings
 from crm_service.worker import (
@@ -90,7 +97,7 @@ def deliver_webhooks(outbox_ids: list[int]) -> dict[str, int]:
 async def _deliver(
     shared: Resources, outbox_id: int, on_claimed: OnClaimed | None = None
 ) -> BatchResult:
-    return await deliver_batch(
+    batch = await deliver_batch(
         shared.sessions,
         shared.webhooks,
         shared.flags,
@@ -99,6 +106,9 @@ async def _deliver(
         slots=shared.send_slots,
         on_claimed=on_claimed,
     )
+    if batch.note_jobs:  # committed by the claim; published with the process's others
+        shared.dispatcher.hand_over([(job, TIMELINE_NOTE) for job in batch.note_jobs])
+    return batch
 
 
 async def _deliver_all(

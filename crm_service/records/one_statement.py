@@ -1,5 +1,5 @@
 """A record's create on PostgreSQL in one statement: the row, its contact links and its
-outbox rows (webhook event, timeline-note job), as one ``WITH … INSERT`` round trip.
+outbox row (the webhook event), as one ``WITH … INSERT`` round trip.
 
 The webhook body holds the record's id, so the id is known before the statement runs:
 each API process takes ids from the table's own sequence in blocks

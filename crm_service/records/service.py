@@ -303,10 +303,11 @@ class RecordService(Generic[R]):
         guard: one_statement.Guard | None = None,
     ) -> tuple[R, list[int], list[tuple[int, str]]]:
         """The PostgreSQL create: the record (``values``), its contact links and, when
-        ``emits`` says the record has events, its webhook event and timeline-note job, in
-        one statement. Returns the record, the contact ids linked and the outbox rows
-        written, (id, kind), for the caller to hand to the broker once committed. With a
-        ``guard`` nothing is written unless it gives a row (``GuardFailed``)."""
+        ``emits`` says the record has events, its webhook event, in one statement (the
+        event brings the record's timeline-note job when the worker attempts it). Returns
+        the record, the contact ids linked and the outbox rows written, (id, kind), for
+        the caller to hand to the broker once committed. With a ``guard`` nothing is
+        written unless it gives a row (``GuardFailed``)."""
         table = self.model.__table__
         values["id"] = await blocks.next_id(run, table.name)
         values = one_statement.with_defaults(table, values)
@@ -320,8 +321,7 @@ class RecordService(Generic[R]):
                     outbox.new_webhook_id(),
                     outbox.WEBHOOK,
                     build_envelope(event_type, event_data(record)),
-                ),
-                one_statement.OutboxValues(outbox.new_webhook_id(), outbox.TIMELINE_NOTE, None),
+                )
             ]
         written = await one_statement.write_record(
             run,
@@ -374,8 +374,9 @@ class RecordService(Generic[R]):
         action: Action,
         data: PayloadFactory,
     ) -> None:
-        """The event of one change (and, on create, the timeline-note job), only for bot/AI
-        records in a room of a team with the flag on; the payload is built only then."""
+        """The event of one change, only for bot/AI records in a room of a team with the
+        flag on (a create's event brings its timeline-note job when the worker attempts it);
+        the payload is built only then."""
         if await outbox.parity_applies(session, context.flag_cache, record):
             await outbox.record_change(
                 session,
@@ -383,7 +384,6 @@ class RecordService(Generic[R]):
                 action=action,
                 record=record,
                 data=data(),
-                with_timeline_note=action is Action.CREATE,
             )
 
     def delete_data(self, record: R, context: RecordContext) -> Payload:

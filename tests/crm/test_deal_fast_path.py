@@ -188,10 +188,7 @@ async def test_a_team_with_the_flag_off_gets_the_deal_without_events(
     turned_on = await fast.client.post(
         "/api/v3.1/deals", json=bot_deal("room-2"), headers=team.auth
     )
-    assert [row["kind"] for row in await outbox_of(db, turned_on.json()["id"])] == [
-        "webhook",
-        "timeline_note",
-    ]
+    assert [row["kind"] for row in await outbox_of(db, turned_on.json()["id"])] == ["webhook"]
 
 
 def _refusals(team: TeamHandle) -> dict[str, tuple[Any, dict[str, str]]]:
@@ -341,7 +338,7 @@ async def test_a_remembered_caller_creates_in_one_round_trip(
     assert comparable(again) == comparable(answered)
     assert len(sent) == 1 and sent[0].lstrip().startswith("WITH guard AS")
     assert await outbox_of(db, again.json()["id"]) == await outbox_of(db, answered.json()["id"])
-    assert [kind for _, kind in fast.enqueued.items] == ["webhook", "timeline_note"] * 2
+    assert [kind for _, kind in fast.enqueued.items] == ["webhook"] * 2
 
 
 FIRST_STAGE = (

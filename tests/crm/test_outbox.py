@@ -12,6 +12,8 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crm_service.database import utcnow
+from crm_service.events.outbox import note_jobs_of_creates
 from tests.crm.conftest import (
     EnqueueRecorder,
     TeamHandle,
@@ -24,6 +26,14 @@ from tests.crm.conftest import (
 ROOM = "room-42"
 BOT_IN_ROOM = {"channel_integration_room_id": ROOM, "creator_flag": "bot"}
 KINDS = ["deals", "tickets"]
+
+
+async def write_note_jobs(db: AsyncEngine, event_ids: list[int]) -> list[int]:
+    async with db.begin() as connection:
+        result = await connection.execute(
+            note_jobs_of_creates(db.dialect.name), {"ids": event_ids, "now": utcnow()}
+        )
+        return list(result.scalars())
 
 
 async def outbox(db: AsyncEngine) -> list[dict[str, Any]]:
@@ -40,11 +50,11 @@ async def parity_team(client: httpx.AsyncClient, team: TeamHandle) -> TeamHandle
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_create_writes_a_webhook_row_and_a_timeline_note_row(
+async def test_create_writes_its_webhook_row_and_the_claims_statement_its_note_job(
     client: httpx.AsyncClient, db: AsyncEngine, parity_team: TeamHandle, kind: str
 ) -> None:
     record = await create_record(client, parity_team, kind, **BOT_IN_ROOM)
-    webhook, note = await outbox(db)
+    [webhook] = await outbox(db)
     singular = kind[:-1]
     assert (webhook["kind"], webhook["event_type"], webhook["status"]) == (
         "webhook",
@@ -56,13 +66,42 @@ async def test_create_writes_a_webhook_row_and_a_timeline_note_row(
         record["id"],
         ROOM,
     )
-    assert (note["kind"], note["record_id"], note["room_id"], note["body"]) == (
+
+    # What the worker runs with the record of each attempt of the event: the first writes the
+    # job, any later one (a retry, a replay, a second claimer) writes nothing.
+    written = await write_note_jobs(db, [webhook["id"]])
+    assert len(written) == 1
+    assert await write_note_jobs(db, [webhook["id"]]) == []
+    _, note = await outbox(db)
+    assert note["id"] == written[0]
+    assert (note["kind"], note["record_kind"], note["record_id"], note["room_id"]) == (
         "timeline_note",
+        singular,
         record["id"],
         ROOM,
-        None,
     )
-    assert webhook["webhook_id"] != note["webhook_id"]
+    assert (note["team_id"], note["event_type"], note["body"], note["status"]) == (
+        webhook["team_id"],
+        webhook["event_type"],
+        None,
+        "pending",
+    )
+    assert (note["attempt_count"], note["webhook_id"]) == (0, webhook["webhook_id"] + ".note")
+
+
+async def test_only_a_create_event_brings_a_note_job(
+    client: httpx.AsyncClient, db: AsyncEngine, parity_team: TeamHandle
+) -> None:
+    deal = await create_record(client, parity_team, "deals", **BOT_IN_ROOM)
+    response = await client.patch(
+        f"/api/v3.1/deals/{deal['id']}", json={"name": "Renamed"}, headers=parity_team.auth
+    )
+    assert response.status_code == 200, response.text
+    response = await client.delete(f"/api/v3.1/deals/{deal['id']}", headers=parity_team.auth)
+    assert response.status_code in (200, 204), response.text
+    create, update, delete = await outbox(db)
+    assert await write_note_jobs(db, [update["id"], delete["id"]]) == []
+    assert len(await write_note_jobs(db, [create["id"], update["id"], delete["id"]])) == 1
 
 
 async def test_every_outbox_row_has_a_webhook_id_of_its_own(
@@ -85,7 +124,7 @@ async def test_every_outbox_row_has_a_webhook_id_of_its_own(
         )
         assert response.status_code == 200, response.text
     ids = [row["webhook_id"] for row in await outbox(db)]
-    assert len(ids) == 30 and len(set(ids)) == len(ids)
+    assert len(ids) == 20 and len(set(ids)) == len(ids)
     assert all(re.fullmatch(r"msg_[0-9a-f]{32}", webhook_id) for webhook_id in ids)
 
 
@@ -206,7 +245,7 @@ async def test_a_flag_switched_by_another_process_applies_to_the_next_request(
         team_id=team.id,
     )
     deal = await create_record(client, team, "deals", **BOT_IN_ROOM)
-    assert [row["record_id"] for row in await outbox(db)] == [deal["id"], deal["id"]]
+    assert [row["record_id"] for row in await outbox(db)] == [deal["id"]]
 
 
 @pytest.mark.parametrize(
@@ -234,7 +273,7 @@ async def test_a_preview_field_update_writes_an_update_row_with_the_new_version(
     assert update["event_type"] == f"qontak.crm.{kind[:-1]}.update"
     assert update["envelope"]["data"]["version"] == response.json()["version"] == 2
     assert update["envelope"]["data"]["updated_at"] == response.json()["updated_at"]
-    assert len(await outbox(db)) == 3
+    assert len(await outbox(db)) == 2
 
 
 @pytest.mark.parametrize(
@@ -259,7 +298,7 @@ async def test_an_update_without_a_preview_change_writes_no_row_and_keeps_the_ve
     )
     assert response.status_code == 200
     assert response.json()["version"] == 1
-    assert [row["event_type"] for row in await outbox(db)] == [f"qontak.crm.{kind[:-1]}.create"] * 2
+    assert [row["event_type"] for row in await outbox(db)] == [f"qontak.crm.{kind[:-1]}.create"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -295,7 +334,7 @@ async def test_a_rejected_update_writes_no_row(
         headers=parity_team.auth,
     )
     assert response.status_code == 422
-    assert len(await outbox(db)) == 2
+    assert len(await outbox(db)) == 1
 
 
 async def test_an_idempotent_replay_writes_no_second_event(
@@ -309,5 +348,5 @@ async def test_an_idempotent_replay_writes_no_second_event(
     for _ in range(2):
         response = await client.post("/api/v3.1/deals", json=body, headers=headers)
         assert response.status_code == 201
-    assert len(await outbox(db)) == 2
-    assert len(enqueued.items) == 2
+    assert len(await outbox(db)) == 1
+    assert len(enqueued.items) == 1

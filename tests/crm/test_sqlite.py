@@ -11,6 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from crm_service.database import create_engine, session_factory
+from crm_service.events.delivery import DeliveryPolicy, Outcome, deliver_batch
+from crm_service.teams.features import LocalFlagCache
 from tests.crm.conftest import (
     EnqueueRecorder,
     TeamHandle,
@@ -158,8 +161,46 @@ async def test_a_bot_deal_in_a_room_writes_outbox_rows_on_sqlite(
         lite, lite_team, "deals", creator_flag="bot", channel_integration_room_id="room-1"
     )
     rows = stored(sqlite_file, "SELECT kind, record_id FROM outbox_events ORDER BY id")
-    assert rows == [("webhook", deal["id"]), ("timeline_note", deal["id"])]
-    assert [kind for _, kind in enqueued.items] == ["webhook", "timeline_note"]
+    assert rows == [("webhook", deal["id"])]
+    assert [kind for _, kind in enqueued.items] == ["webhook"]
+
+
+async def test_the_claim_of_a_create_writes_its_note_job_once_on_sqlite(
+    lite: httpx.AsyncClient, lite_team: TeamHandle, sqlite_file: Path
+) -> None:
+    """The worker's claim on the embedded database: no Omnichannel link yet, so the
+    attempt fails and retries, and the job is written all the same, with the first attempt."""
+    await enable_parity(lite, lite_team)
+    deal = await create_record(
+        lite, lite_team, "deals", creator_flag="bot", channel_integration_room_id="room-1"
+    )
+    [(event,)] = stored(sqlite_file, "SELECT id FROM outbox_events")
+    event_id = int(str(event))
+    engine = create_engine(f"sqlite+aiosqlite:///{sqlite_file}")
+    policy = DeliveryPolicy.from_settings(crm_settings(f"sqlite+aiosqlite:///{sqlite_file}"))
+    try:
+        async with httpx.AsyncClient() as webhooks:
+            sessions = session_factory(engine)
+            flags = LocalFlagCache()
+            first = await deliver_batch(sessions, webhooks, flags, event_id, policy)
+            stored_jobs = stored(
+                sqlite_file,
+                "SELECT id, record_id, room_id, status FROM outbox_events"
+                " WHERE kind = 'timeline_note'",
+            )
+            with closing(sqlite3.connect(sqlite_file)) as connection:
+                connection.execute("UPDATE outbox_events SET next_attempt_at = '2000-01-01'")
+                connection.commit()
+            second = await deliver_batch(sessions, webhooks, flags, event_id, policy)
+    finally:
+        await engine.dispose()
+
+    assert first.own.outcome is second.own.outcome is Outcome.RETRY
+    assert [(record, room, status) for _, record, room, status in stored_jobs] == [
+        (deal["id"], "room-1", "pending")
+    ]
+    assert first.note_jobs == [stored_jobs[0][0]] and second.note_jobs == []
+    assert len(stored(sqlite_file, "SELECT id FROM outbox_events")) == 2
 
 
 async def test_a_rejected_create_writes_nothing_on_sqlite(

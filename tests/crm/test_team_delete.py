@@ -9,8 +9,11 @@ from contextlib import closing
 from pathlib import Path
 
 import httpx
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crm_service.database import create_engine, utcnow
+from crm_service.events.outbox import note_jobs_of_creates
 from tests.crm.conftest import (
     TeamHandle,
     create_deal,
@@ -34,6 +37,22 @@ async def _two_teams_with_events(client: httpx.AsyncClient) -> tuple[TeamHandle,
     return doomed, kept
 
 
+async def _write_note_jobs(url: str) -> None:
+    """Each create event's note job, as the worker's attempt of the event writes it."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            events = list(
+                (await connection.execute(text("SELECT id FROM outbox_events"))).scalars()
+            )
+            written = await connection.execute(
+                note_jobs_of_creates(engine.dialect.name), {"ids": events, "now": utcnow()}
+            )
+            assert len(written.all()) == len(events) == 2
+    finally:
+        await engine.dispose()
+
+
 ATTEMPT = (
     "INSERT INTO delivery_attempts (outbox_event_id, status_code, latency_ms, created_at)"
     " SELECT id, 500, 1, created_at FROM outbox_events"
@@ -49,6 +68,7 @@ async def test_deleting_a_team_deletes_its_outbox_rows_on_postgresql(
     client: httpx.AsyncClient, db: AsyncEngine
 ) -> None:
     doomed, kept = await _two_teams_with_events(client)
+    await _write_note_jobs(db.url.render_as_string(hide_password=False))
     await execute(db, ATTEMPT)
     teams = [row["team_id"] for row in await fetch_rows(db, OUTBOX_TEAMS)]
     assert sorted(set(teams)) == sorted({doomed.id, kept.id}) and len(teams) == 4
@@ -64,6 +84,7 @@ async def test_deleting_a_team_deletes_its_outbox_rows_on_sqlite(sqlite_file: Pa
     path = sqlite_file
     async with running_client(crm_settings(f"sqlite+aiosqlite:///{path}")) as client:
         doomed, kept = await _two_teams_with_events(client)
+    await _write_note_jobs(f"sqlite+aiosqlite:///{path}")
     with closing(sqlite3.connect(path)) as connection:
         connection.execute("PRAGMA foreign_keys = ON")  # the attempts' own cascade, as the app
         connection.execute(ATTEMPT)

@@ -1,6 +1,7 @@
-"""Batch messages end to end: rows of a kind handed to the broker together travel as one
-``deliver_webhooks`` / ``write_notes`` message, and a plain worker under each pool gives
-every row of it its own attempt, outcome and note, exactly once.
+"""Batch messages end to end: webhook rows handed to the broker together travel as one
+``deliver_webhooks`` message, and a plain worker under each pool gives every row of it its
+own attempt and outcome, and every create its note (the attempts write the note jobs, and
+the worker publishes them itself, as ``write_notes`` batches), exactly once.
 
 The API publishes to a Redis database no worker reads; the test then hands the rows over
 in one batch per kind on the worker's broker, so the worker sees nothing but the batch
@@ -70,7 +71,7 @@ def outbox_rows(database_url: str, team_id: int) -> list[tuple[int, str]]:
 def hand_over_as_batches(
     monkeypatch: pytest.MonkeyPatch, broker_url: str, items: list[tuple[int, str]]
 ) -> None:
-    """Publish the rows on the worker's broker, one message per kind."""
+    """Publish the rows on the worker's broker, as one message."""
     app = worker.make_celery(
         Settings(database_url="sqlite+aiosqlite://", celery_broker_url=broker_url)
     )
@@ -83,7 +84,7 @@ def hand_over_as_batches(
         for raw in redis.lrange(queue, 0, -1)
     ]
     redis.close()
-    assert sorted(tasks) == ["crm.events.deliver_webhooks", "crm.timeline.write_notes"]
+    assert tasks == ["crm.events.deliver_webhooks"]
 
 
 def test_every_row_of_a_batch_is_delivered_once_with_its_own_outcome_and_note(
@@ -106,7 +107,7 @@ def test_every_row_of_a_batch_is_delivered_once_with_its_own_outcome_and_note(
     records = [stack.create(team, "deals") for _ in range(5)]
     records.append(stack.create(team, "deals", channel_integration_room_id=failing_room))
     items = outbox_rows(module_database_url, team.id)
-    assert Counter(kind for _, kind in items) == {"webhook": 6, "timeline_note": 6}
+    assert Counter(kind for _, kind in items) == {"webhook": 6}  # the notes come from them
 
     hand_over_as_batches(monkeypatch, redis_server.url(0), items)
     stack.start_worker()

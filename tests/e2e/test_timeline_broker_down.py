@@ -1,6 +1,6 @@
-"""The broker is down when a bot record commits: the API still answers 201, the note's
-outbox row waits, and the sweep hands it to a worker once the broker is back (no note is
-lost to a broker outage)."""
+"""The broker is down when a bot record commits: the API still answers 201, the create's
+event waits, and the sweep hands it to a worker once the broker is back, whose claim
+writes the note's job and publishes it (no note is lost to a broker outage)."""
 
 from __future__ import annotations
 

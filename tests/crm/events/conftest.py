@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from crm_service.database import create_engine, session_factory, utcnow
 from crm_service.events.delivery import DeliveryPolicy
 from crm_service.events.models import DeliveryAttempt, OutboxEvent
+from crm_service.events.outbox import note_jobs_of_creates
 from crm_service.metrics import WORKER_REGISTRY as REGISTRY
 from crm_service.settings import Settings
 from crm_service.teams.features import FlagCache, build_flag_cache
@@ -115,6 +116,21 @@ async def outbox_rows(
         if kind is not None:
             query = query.where(OutboxEvent.kind == kind)
         return list(await session.scalars(query))
+
+
+async def write_note_jobs(
+    sessions: async_sessionmaker[AsyncSession], event_ids: list[int]
+) -> list[int]:
+    """The statement a delivery runs for the events it attempts: the note job of each
+    create event among ``event_ids`` that has none yet. Returns the jobs written."""
+    async with sessions() as session:
+        dialect = session.get_bind().dialect.name
+        result = await session.execute(
+            note_jobs_of_creates(dialect), {"ids": event_ids, "now": utcnow()}
+        )
+        jobs = list(result.scalars())
+        await session.commit()
+        return jobs
 
 
 async def outbox_row(sessions: async_sessionmaker[AsyncSession], outbox_id: int) -> OutboxEvent:

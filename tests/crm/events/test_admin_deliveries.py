@@ -23,6 +23,7 @@ from tests.crm.events.conftest import (
     create_record,
     link,
     outbox_rows,
+    write_note_jobs,
 )
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -231,10 +232,11 @@ async def test_replaying_an_unknown_delivery_is_404(
     client: httpx.AsyncClient, linked_team: LinkedTeam, sessions: Sessions
 ) -> None:
     await create_record(client, linked_team)
-    [note] = await outbox_rows(sessions, kind="timeline_note")
+    [event] = await outbox_rows(sessions, kind="webhook")
+    [note_job] = await write_note_jobs(sessions, [event.id])
 
     unknown = await client.post("/admin/deliveries/999999/replay", headers=ADMIN)
-    not_a_webhook = await client.post(f"/admin/deliveries/{note.id}/replay", headers=ADMIN)
+    not_a_webhook = await client.post(f"/admin/deliveries/{note_job}/replay", headers=ADMIN)
 
     assert (unknown.status_code, not_a_webhook.status_code) == (404, 404)
     assert unknown.json() == {"detail": "delivery 999999 not found"}

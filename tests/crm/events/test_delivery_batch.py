@@ -20,10 +20,10 @@ from crm_service.events.delivery import (
     deliver_batch,
 )
 from crm_service.events.models import OutboxEvent
-from crm_service.events.outbox import WEBHOOK, claim_due_batch
+from crm_service.events.outbox import TIMELINE_NOTE, WEBHOOK, claim_due_batch
 from crm_service.teams.features import FlagCache
 from shared_contracts.signatures import generate_secret
-from tests.crm.conftest import TeamHandle, enable_parity
+from tests.crm.conftest import ADMIN_KEY, TeamHandle, enable_parity
 from tests.crm.events.conftest import (
     POLICY,
     WEBHOOK_URL,
@@ -32,6 +32,7 @@ from tests.crm.events.conftest import (
     create_record,
     deliveries_counted,
     link,
+    make_due,
     outbox_row,
     outbox_rows,
 )
@@ -241,3 +242,95 @@ async def test_a_batch_takes_no_more_rows_than_the_process_has_send_slots(
     assert list(batch.rows) == [rows[0].id]
     assert slots.in_flight == 3
     assert set(full.rows) == {row.id for row in rows[1:]}
+
+
+async def note_jobs(sessions: Sessions) -> list[OutboxEvent]:
+    return await outbox_rows(sessions, kind=TIMELINE_NOTE)
+
+
+async def test_the_attempt_of_a_create_writes_its_note_job_with_its_record_and_only_once(
+    client: httpx.AsyncClient,
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    flags: FlagCache,
+    omni: respx.Router,
+    linked_team: LinkedTeam,
+) -> None:
+    jobs_at_send: list[int] = []
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        jobs_at_send.append(len(await note_jobs(sessions)))
+        return httpx.Response(503)
+
+    omni.post(WEBHOOK_URL).mock(side_effect=answer)
+    rows = await webhook_rows(client, linked_team, sessions, 3)
+
+    first = await deliver_batch(sessions, webhooks, flags, rows[0].id, POLICY)
+    jobs = await note_jobs(sessions)
+    for row in rows:  # their retries fall due, and a second claim takes them
+        await make_due(sessions, row.id)
+    second = await deliver_batch(sessions, webhooks, flags, rows[0].id, POLICY)
+
+    assert {result.outcome for result in first.rows.values()} == {Outcome.RETRY}
+    # Written with the first attempts' record, after their sends (so no send waits on it).
+    assert jobs_at_send == [0] * 3 + [3] * 3
+    assert sorted(first.note_jobs) == sorted(job.id for job in jobs)
+    assert sorted((job.record_id, job.room_id) for job in jobs) == sorted(
+        (row.record_id, row.room_id) for row in rows
+    )
+    assert {(job.status, job.attempt_count, job.body) for job in jobs} == {("pending", 0, None)}
+    assert len(second.rows) == 3 and second.note_jobs == []
+    assert len(await note_jobs(sessions)) == 3
+
+
+async def test_update_and_delete_events_bring_no_note_job(
+    client: httpx.AsyncClient,
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    flags: FlagCache,
+    omni: respx.Router,
+    linked_team: LinkedTeam,
+) -> None:
+    omni.post(WEBHOOK_URL).respond(202)
+    deal = await create_record(client, linked_team)
+    [create] = await outbox_rows(sessions, kind=WEBHOOK)
+    response = await client.patch(
+        f"/api/v3.1/deals/{deal['id']}", json={"name": "Renamed"}, headers=linked_team.auth
+    )
+    assert response.status_code == 200, response.text
+    response = await client.delete(f"/api/v3.1/deals/{deal['id']}", headers=linked_team.auth)
+    assert response.status_code in (200, 204), response.text
+    _, update, delete = await outbox_rows(sessions, kind=WEBHOOK)
+
+    later = await deliver_batch(sessions, webhooks, flags, update.id, POLICY, limit=1)
+    gone = await deliver_batch(sessions, webhooks, flags, delete.id, POLICY, limit=1)
+    assert (later.note_jobs, gone.note_jobs) == ([], [])
+    assert await note_jobs(sessions) == []
+
+    created = await deliver_batch(sessions, webhooks, flags, create.id, POLICY, limit=1)
+    [job] = await note_jobs(sessions)
+    assert created.note_jobs == [job.id] and job.record_id == deal["id"]
+
+
+async def test_a_replayed_create_writes_no_second_note_job(
+    client: httpx.AsyncClient,
+    sessions: Sessions,
+    webhooks: httpx.AsyncClient,
+    flags: FlagCache,
+    omni: respx.Router,
+    linked_team: LinkedTeam,
+) -> None:
+    omni.post(WEBHOOK_URL).respond(400)  # given up at once: failed, for an admin to replay
+    await create_record(client, linked_team)
+    [event] = await outbox_rows(sessions, kind=WEBHOOK)
+    first = await deliver_batch(sessions, webhooks, flags, event.id, POLICY)
+    assert first.own.outcome is Outcome.FAILED and len(first.note_jobs) == 1
+
+    replayed = await client.post(
+        f"/admin/deliveries/{event.id}/replay", headers={"X-Admin-Key": ADMIN_KEY}
+    )
+    assert replayed.status_code == 202, replayed.text
+    again = await deliver_batch(sessions, webhooks, flags, event.id, POLICY)
+
+    assert again.rows and again.note_jobs == []
+    assert [job.id for job in await note_jobs(sessions)] == first.note_jobs

@@ -69,14 +69,15 @@ async def test_a_record_without_a_creator_flag_writes_no_event_and_no_note(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_a_bot_create_in_a_room_writes_its_event_and_a_note_job(
+async def test_a_bot_create_in_a_room_writes_its_event_alone(
     client: httpx.AsyncClient, linked_team: LinkedTeam, sessions: Sessions, kind: str
 ) -> None:
+    """The note job comes from the event, when the worker attempts it (test_delivery_batch)."""
     record = await create_record(client, linked_team, kind, creator_flag="AGENTIC_AI")
 
-    webhook, note = await outbox_rows(sessions)
-    assert (webhook.kind, note.kind) == ("webhook", "timeline_note")
-    assert webhook.event_type == note.event_type == f"qontak.crm.{SINGULAR[kind]}.create"
+    [webhook] = await outbox_rows(sessions)
+    assert webhook.kind == "webhook"
+    assert webhook.event_type == f"qontak.crm.{SINGULAR[kind]}.create"
     assert (webhook.record_id, webhook.room_id, webhook.status) == (
         record["id"],
         "room-1",
@@ -99,8 +100,8 @@ async def test_rows_are_handed_to_the_broker_after_the_commit(
 ) -> None:
     await create_record(client, linked_team)
 
-    webhook, note = await outbox_rows(sessions)
-    assert enqueued.items == [(webhook.id, "webhook"), (note.id, "timeline_note")]
+    [webhook] = await outbox_rows(sessions)
+    assert enqueued.items == [(webhook.id, "webhook")]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -13,7 +13,13 @@ from crm_service.events.models import OutboxEvent
 from crm_service.events.sweep import claim_overdue, purge_idempotency_keys
 from crm_service.idempotency.models import IdempotencyKey
 from crm_service.worker import TASK_BY_KIND
-from tests.crm.events.conftest import LinkedTeam, create_record, outbox_row, outbox_rows
+from tests.crm.events.conftest import (
+    LinkedTeam,
+    create_record,
+    outbox_row,
+    outbox_rows,
+    write_note_jobs,
+)
 
 Sessions = async_sessionmaker[AsyncSession]
 GRACE = timedelta(seconds=60)
@@ -35,7 +41,9 @@ async def test_overdue_pending_rows_of_both_kinds_are_reenqueued(
     client: httpx.AsyncClient, linked_team: LinkedTeam, sessions: Sessions
 ) -> None:
     await create_record(client, linked_team)
-    webhook, note = await outbox_rows(sessions)
+    [webhook] = await outbox_rows(sessions)
+    await write_note_jobs(sessions, [webhook.id])  # as the event's first attempt does
+    [note] = await outbox_rows(sessions, kind="timeline_note")
     for row in (webhook, note):
         await age(sessions, row.id, 120)
 
@@ -90,6 +98,7 @@ async def test_each_kind_gets_its_own_batch(
 ) -> None:
     for room in range(3):
         await create_record(client, linked_team, channel_integration_room_id=f"room-{room}")
+    await write_note_jobs(sessions, [row.id for row in await outbox_rows(sessions)])
     for row in await outbox_rows(sessions):
         await age(sessions, row.id, 120)
 
@@ -134,7 +143,7 @@ async def test_a_parked_retry_is_handed_out_as_soon_as_it_falls_due_and_not_befo
     """A retry too far ahead for a countdown task (``enqueued_at`` NULL after an attempt)
     is the sweep's to send: at once when due, no grace period, and never early."""
     await create_record(client, linked_team)
-    webhook, _note = await outbox_rows(sessions)
+    [webhook] = await outbox_rows(sessions)
     ahead = utcnow() + timedelta(hours=3)
     await set_row(sessions, webhook.id, attempt_count=6, enqueued_at=None, next_attempt_at=ahead)
 
@@ -154,7 +163,7 @@ async def test_a_fresh_row_waiting_for_its_first_task_is_not_taken_early(
 ) -> None:
     """The API hands new rows over itself; the sweep takes them only once overdue."""
     await create_record(client, linked_team)
-    webhook, _note = await outbox_rows(sessions)
+    [webhook] = await outbox_rows(sessions)
     await age(sessions, webhook.id, 5)
 
     assert await claim_overdue(sessions, kinds=["webhook"], grace=GRACE) == []

@@ -1,5 +1,5 @@
 """Teams linked to a (mocked) Omni, bot/AI records, and running the note service on the
-outbox rows the API wrote."""
+note jobs the worker's deliveries write from the events the API wrote."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import respx
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from crm_service.database import utcnow
 from crm_service.events.models import OutboxEvent
+from crm_service.events.outbox import note_jobs_of_creates
 from crm_service.settings import Settings
 from crm_service.timeline.service import NoteOutcome, timeline_service
 from shared_contracts.signatures import generate_secret
@@ -77,7 +79,32 @@ async def timeline_rows(crm_app: FastAPI, record_kind: str, record_id: int) -> l
         return list(rows)
 
 
+async def write_note_jobs(crm_app: FastAPI) -> list[int]:
+    """What the deliveries do when they attempt the webhook rows the API wrote: write the
+    timeline-note job of each create event among them (the delivery's own statement,
+    ``outbox.note_jobs_of_creates``; its place in the claim is tested with the delivery).
+    Returns the jobs written (none for an event whose job exists)."""
+    async with crm_app.state.session_factory() as session:
+        events = list(
+            await session.scalars(select(OutboxEvent.id).where(OutboxEvent.kind == "webhook"))
+        )
+        if not events:
+            return []
+        dialect = session.get_bind().dialect.name
+        jobs = list(
+            (
+                await session.execute(
+                    note_jobs_of_creates(dialect), {"ids": events, "now": utcnow()}
+                )
+            ).scalars()
+        )
+        await session.commit()
+        return jobs
+
+
 async def note_row_id(crm_app: FastAPI, record_kind: str, record_id: int) -> int:
+    """The record's timeline-note job, once the worker's attempt of its create has written it."""
+    await write_note_jobs(crm_app)
     rows = await timeline_rows(crm_app, record_kind, record_id)
     assert len(rows) == 1, rows
     return rows[0].id

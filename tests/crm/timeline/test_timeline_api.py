@@ -27,6 +27,7 @@ from tests.crm.timeline.conftest import (
     note_row_id,
     timeline_rows,
     write_note,
+    write_note_jobs,
 )
 
 T0 = datetime(2026, 11, 27, 21, 5, 29, 123456, tzinfo=UTC)
@@ -60,7 +61,9 @@ def ids(response: httpx.Response) -> list[int]:
 
 
 async def write_every_pending_note(crm_app: FastAPI, settings: Settings) -> None:
-    """What the worker would do with whatever timeline rows the API wrote."""
+    """What the worker would do with whatever events the API wrote: write their note jobs
+    (as the delivery claims do), then every pending note."""
+    await write_note_jobs(crm_app)
     async with crm_app.state.session_factory() as session:
         pending = await session.scalars(
             select(OutboxEvent.id).where(
