@@ -31,20 +31,29 @@ class OutboxStatus(StrEnum):
     FAILED = "failed"
 
 
+# The unique index's third column: 1 for a timeline-note job, NULL for any other row.
+NOTE_JOB_KEY = "(CASE WHEN kind = 'timeline_note' THEN 1 END)"
+
+
 class OutboxEvent(Base):
     __tablename__ = "outbox_events"
     __table_args__ = (
         # The claim, the sweep and the deliveries list all filter by kind and status.
         Index("ix_outbox_events_kind_status_next_attempt_at", "kind", "status", "next_attempt_at"),
         # One timeline-note job per record: every recorded attempt of its create event
-        # writes it, and this makes all but the first write nothing (migration 0006).
+        # writes it, and this makes all but the first write nothing (migration 0006). Its
+        # third column is 1 for a job and NULL for a webhook row, so webhook rows never
+        # conflict. It is not a partial index on kind = 'timeline_note' on purpose: a
+        # claim of the jobs (kind = 'timeline_note' AND status = 'pending') would match
+        # such an index's predicate, and without fresh statistics PostgreSQL chose it
+        # and read every job ever written on each claim (make bench: 13-30 ms a claim
+        # after 32,000 jobs, PostgreSQL 2.6 -> 8.6 ms of CPU per create).
         Index(
             "uq_outbox_events_timeline_note_record",
             "record_kind",
             "record_id",
+            text(NOTE_JOB_KEY),
             unique=True,
-            postgresql_where=text("kind = 'timeline_note'"),
-            sqlite_where=text("kind = 'timeline_note'"),
         ),
     )
 

@@ -6,6 +6,12 @@ is now written by the worker when it records an attempt of the create's event
 index: the first attempt writes it, a retry, a replay or a second worker writes nothing.
 The API's create writes one outbox row.
 
+The index is on ``(record_kind, record_id, CASE WHEN kind = 'timeline_note' THEN 1
+END)``: webhook rows hold NULL in its third column and never conflict. It is not a
+partial index on ``kind = 'timeline_note'``: the claim of the jobs matches that
+predicate, and PostgreSQL without fresh statistics (autovacuum off, or not yet run)
+chose such an index for it and read every job on each claim.
+
 Rows written before this revision hold one job per record already (a create wrote one),
 so the index builds on any existing data.
 
@@ -25,17 +31,15 @@ down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_NOTE_JOBS = sa.text("kind = 'timeline_note'")
+_NOTE_JOB_KEY = sa.text("(CASE WHEN kind = 'timeline_note' THEN 1 END)")
 
 
 def upgrade() -> None:
     op.create_index(
         "uq_outbox_events_timeline_note_record",
         "outbox_events",
-        ["record_kind", "record_id"],
+        ["record_kind", "record_id", _NOTE_JOB_KEY],
         unique=True,
-        postgresql_where=_NOTE_JOBS,
-        sqlite_where=_NOTE_JOBS,
     )
 
 
