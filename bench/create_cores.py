@@ -85,6 +85,8 @@ def measure(rounds: int, seconds: float) -> dict[str, Any]:
                         run = {
                             "requests_per_second": round(result.requests_per_second, 1),
                             "busy_ms_per_request": round(1000 * spent / result.requests, 4),
+                            # A side that answers errors is fast for nothing: look here.
+                            "errors": sum(result.errors.values()),
                         }
                         runs[name].append(run)
                         print(f"round {round_} {name:<4} {run}", flush=True)

@@ -68,3 +68,18 @@ def test_a_short_bench_run_measures_every_path_and_writes_its_report(tmp_path: P
     assert {"crm", "omni", "worker0"} <= set(report["rss_mb"])
     table = completed.stdout.split("| path |", 1)[1]
     assert table.count("\n|") >= 9 and f"≥ {TARGETS['create']}" in table
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_the_create_with_both_cores_full_measures_each_side_without_errors() -> None:
+    from bench.create_cores import measure
+
+    report = measure(rounds=1, seconds=1)
+
+    for side in ("crm", "bare"):
+        [run] = report["runs"][side]
+        assert run["requests_per_second"] > 0 and run["busy_ms_per_request"] > 0, side
+        assert run["errors"] == 0, side
+    busy = report["busy_ms_per_request"]
+    assert report["ratio_with_both_cores_full"] == pytest.approx(busy["bare"] / busy["crm"], 1e-3)
+    assert report["pair_ratios"] == [report["ratio_with_both_cores_full"]]
