@@ -74,7 +74,7 @@ def test_downgrade_to_base_then_upgrade_again_on_sqlite(tmp_path: Path) -> None:
 # compare each such index as the database itself states it, migrated against built from the
 # models, so that a migration and a model that disagree still fail.
 EXPRESSION_INDEXES = sorted(
-    index.name
+    str(index.name)
     for table in Base.metadata.tables.values()
     for index in table.indexes
     if any(not isinstance(element, Column) for element in index.expressions)
