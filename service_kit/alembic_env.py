@@ -12,7 +12,7 @@ from logging.config import fileConfig
 from typing import Any, Literal
 
 from alembic import context
-from sqlalchemy import Column, Index, MetaData
+from sqlalchemy import Column, MetaData
 from sqlalchemy.engine import Connection
 
 from service_kit.database import UTCDateTime, create_engine
@@ -63,8 +63,8 @@ async def _run_online(metadata: MetaData, url: str) -> None:
     await engine.dispose()
 
 
-def _is_expression_index(obj: Any, name: str | None, metadata: MetaData) -> bool:
-    """Whether ``obj`` is, or was reflected from, an index of the models with an expression.
+def expression_index_names(metadata: MetaData) -> set[str]:
+    """The names of the models' indexes that have an expression among their elements.
 
     Neither database gives such an index back in a form autogenerate can compare: SQLite
     does not reflect its expressions at all, and PostgreSQL answers with its own deparsed
@@ -73,22 +73,21 @@ def _is_expression_index(obj: Any, name: str | None, metadata: MetaData) -> bool
     and each one's definition is tested against both databases by a test of its own
     (``tests/crm/test_migrations.py``).
     """
-    if not isinstance(obj, Index) or obj.table is None:
-        return False
-    model = metadata.tables.get(obj.table.name)
-    if model is None:
-        return False
-    return any(
-        index.name == name and any(not isinstance(e, Column) for e in index.expressions)
-        for index in model.indexes
-    )
+    return {
+        str(index.name)
+        for table in metadata.tables.values()
+        for index in table.indexes
+        if any(not isinstance(element, Column) for element in index.expressions)
+    }
 
 
 def _migrate(connection: Connection, metadata: MetaData) -> None:
+    uncompared = expression_index_names(metadata)
+
     def include_object(
         obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
     ) -> bool:
-        return not (type_ == "index" and _is_expression_index(obj, name, metadata))
+        return not (type_ == "index" and name in uncompared)
 
     context.configure(
         connection=connection,
