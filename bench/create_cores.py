@@ -24,8 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import wrk
-from bench.run import CREATE_LUA, _bare, vacuum
+from bench.run import create_sides, drive_create, start_bare_insert, vacuum
 from bench.stack import plain_dsn, running_stack
 
 WARM_UP_SECONDS = 2.0
@@ -45,40 +44,16 @@ def measure(rounds: int, seconds: float) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="bench-") as scratch,
         running_stack(Path(scratch), workers=False) as stack,
     ):
-        tenant = stack.tenant
-        assert tenant is not None
         dsn = plain_dsn(stack.crm_database)
-        bare, bare_url = _bare(
-            "bench.bare_insert_app:app",
-            {
-                "BENCH_DATABASE_DSN": dsn,
-                "BENCH_TEAM_ID": str(tenant.team_id),
-                "BENCH_PIPELINE_ID": str(tenant.pipeline_id),
-                "BENCH_STAGE_ID": str(tenant.stage_id),
-            },
-            Path(scratch),
-            "bare-insert",
-        )
-        sides = {
-            "crm": (stack.crm_url, "/api/v3.1/deals", f"Bearer {tenant.crm_token}"),
-            "bare": (bare_url, "/deals", ""),
-        }
+        bare, bare_url = start_bare_insert(stack)
+        sides = create_sides(stack, bare_url)
         try:
             for round_ in range(rounds + 1):
-                for name, (url, path, auth) in sides.items():
+                for name, side in sides.items():
                     vacuum(dsn)
-                    os.environ.update(
-                        CREATE_PATH=path,
-                        AUTH=auth,
-                        CONTACT_ID=str(tenant.contact_id),
-                        RUN_ID=f"{name}-{round_}",
-                    )
                     before = busy_seconds()
-                    result = wrk.run(
-                        url,
-                        connections=16,
-                        duration_seconds=seconds if round_ else WARM_UP_SECONDS,
-                        script=CREATE_LUA,
+                    result = drive_create(
+                        stack, side, f"{name}-{round_}", seconds if round_ else WARM_UP_SECONDS
                     )
                     spent = busy_seconds() - before
                     if round_ and result.requests:

@@ -276,19 +276,11 @@ def combined(runs: list[wrk.WrkResult]) -> wrk.WrkResult:
     )
 
 
-def create(stack: Stack, report: Report, args: argparse.Namespace) -> None:
+def start_bare_insert(stack: Stack) -> tuple[ServiceProcess, str]:
+    """The bare one-INSERT app on the stack's CRM database, for the stack's tenant."""
     tenant = stack.tenant
     assert tenant is not None
-
-    def drive(url: str, path: str, auth: str, run: str, seconds: float) -> wrk.WrkResult:
-        os.environ.update(
-            CREATE_PATH=path, AUTH=auth, CONTACT_ID=str(tenant.contact_id), RUN_ID=run
-        )
-        return wrk.run(url, connections=16, duration_seconds=seconds, script=CREATE_LUA)
-
-    auth = f"Bearer {tenant.crm_token}"
-    tag = uuid.uuid4().hex[:6]
-    bare, bare_url = _bare(
+    return _bare(
         "bench.bare_insert_app:app",
         {
             "BENCH_DATABASE_DSN": plain_dsn(stack.crm_database),
@@ -299,20 +291,43 @@ def create(stack: Stack, report: Report, args: argparse.Namespace) -> None:
         stack.log_dir,
         "bare-insert",
     )
-    sides = {
-        "crm": (stack.crm_url, "/api/v3.1/deals", auth),
+
+
+def create_sides(stack: Stack, bare_url: str) -> dict[str, tuple[str, str, str]]:
+    """Each side of the create's comparison: its base URL, path and Authorization."""
+    tenant = stack.tenant
+    assert tenant is not None
+    return {
+        "crm": (stack.crm_url, "/api/v3.1/deals", f"Bearer {tenant.crm_token}"),
         "bare": (bare_url, "/deals", ""),
     }
+
+
+def drive_create(
+    stack: Stack, side: tuple[str, str, str], run: str, seconds: float
+) -> wrk.WrkResult:
+    """wrk -c16 of bot deals in new rooms (``bench/lua/create.lua``) against one side."""
+    tenant = stack.tenant
+    assert tenant is not None
+    url, path, auth = side
+    os.environ.update(CREATE_PATH=path, AUTH=auth, CONTACT_ID=str(tenant.contact_id), RUN_ID=run)
+    return wrk.run(url, connections=16, duration_seconds=seconds, script=CREATE_LUA)
+
+
+def create(stack: Stack, report: Report, args: argparse.Namespace) -> None:
+    tag = uuid.uuid4().hex[:6]
+    bare, bare_url = start_bare_insert(stack)
+    sides = create_sides(stack, bare_url)
     runs: dict[str, list[wrk.WrkResult]] = {"crm": [], "bare": []}
     try:
-        for name, (url, path, side_auth) in sides.items():
-            drive(url, path, side_auth, f"{name}-warm-{tag}", 2)
+        for name, side in sides.items():
+            drive_create(stack, side, f"{name}-warm-{tag}", 2)
         seconds = max(1.0, args.duration / 2)
         for pair in range(CREATE_PAIRS):
-            for name, (url, path, side_auth) in sides.items():
+            for name, side in sides.items():
                 # Each run starts from clean tables, whichever side wrote last.
                 vacuum(plain_dsn(stack.crm_database))
-                runs[name].append(drive(url, path, side_auth, f"{name}-{pair}-{tag}", seconds))
+                runs[name].append(drive_create(stack, side, f"{name}-{pair}-{tag}", seconds))
     finally:
         bare.stop()
     crm, baseline = combined(runs["crm"]), combined(runs["bare"])

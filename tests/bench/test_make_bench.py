@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.create_cores import measure
 from bench.run import TARGETS
 
 pytestmark = pytest.mark.e2e
@@ -72,8 +73,6 @@ def test_a_short_bench_run_measures_every_path_and_writes_its_report(tmp_path: P
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_the_create_with_both_cores_full_measures_each_side_without_errors() -> None:
-    from bench.create_cores import measure
-
     report = measure(rounds=1, seconds=1)
 
     for side in ("crm", "bare"):
